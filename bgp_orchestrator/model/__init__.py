@@ -1,0 +1,1 @@
+"""The BGP data model: autonomous system numbers, addresses and prefixes."""

@@ -1,0 +1,232 @@
+"""The one settings object of the project (environment prefix ``BGPO_``).
+
+Nothing is read at import time: call :func:`get_settings` (cached) or build
+``Settings()`` explicitly, e.g. inside a Serve deployment's ``__init__``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+import platformdirs
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Environment = Literal["development", "production"]
+Ingress = Literal["haproxy", "proxy"]
+
+# Passwords that must never reach production; a DSN that carries one is refused.
+_PLACEHOLDER_SECRETS = frozenset(
+    {"", "postgres", "password", "changeme", "change-me", "secret", "admin", "root", "test"}
+)
+
+
+def _default_data_dir() -> Path:
+    return Path(platformdirs.user_data_dir("bgp-orchestrator", appauthor=False))
+
+
+def _check_port(value: int, name: str) -> int:
+    if not 1 <= value <= 65535:
+        raise ValueError(f"{name} must be a TCP port between 1 and 65535, got {value}")
+    return value
+
+
+class Settings(BaseSettings):
+    """Every knob of the system. Each field is read from ``BGPO_<FIELD>``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="BGPO_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        validate_default=True,
+    )
+
+    environment: Environment = Field(
+        "development",
+        description="development accepts the tenant header and embedded services; "
+        "production requires configured servers and real credentials.",
+    )
+    data_dir: Path = Field(
+        default_factory=_default_data_dir,
+        description="Where embedded services keep their data, logs and pid files.",
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    # External services. Unset means: `bgpo up` starts an embedded one.
+    database_url: SecretStr | None = Field(
+        None, description="postgresql://user:password@host:port/db; unset = embedded PostgreSQL"
+    )
+    redis_url: SecretStr | None = Field(
+        None, description="redis://host:port/db; unset = embedded Redis"
+    )
+    kafka_bootstrap_servers: str | None = Field(
+        None, description="host:port[,host:port]; unset = embedded Kafka-protocol broker"
+    )
+
+    # Embedded services (only used when the matching URL above is unset).
+    embedded_postgres_port: int = 54329
+    embedded_redis_port: int = 6390
+    embedded_kafka_port: int = 19092
+    embedded_database: str = Field("bgpo", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+
+    # Ray and Serve.
+    ray_address: str | None = Field(
+        None, description="Address of an existing Ray cluster; unset = `up` starts a local head."
+    )
+    ray_port: int = Field(6380, description="GCS port of the local Ray head (6379 is Redis').")
+    ray_dashboard_host: str = "127.0.0.1"
+    ray_dashboard_port: int = 8265
+    ray_num_cpus: int | None = Field(None, description="CPUs the local head offers; unset = all.")
+    ray_client_server_port: int = 10001
+    ray_dashboard_agent_port: int = 52365
+    ray_temp_dir: Path | None = Field(
+        None,
+        description="Session directory of the local Ray head; unset = a short path in /tmp "
+        "derived from data_dir (Unix socket paths must stay under 108 bytes).",
+    )
+    api_host: str = Field("127.0.0.1", description="Interface the Serve HTTP ingress binds.")
+    api_port: int = 8000
+    serve_ingress: Ingress = Field(
+        "haproxy",
+        description="haproxy: Serve's HAProxy ingress with direct-ingress replicas (chosen by "
+        "bench/api_latency.py); proxy: Serve's default Python HTTP proxy.",
+    )
+    haproxy_stats_port: int = 8404
+    haproxy_metrics_port: int = 9101
+
+    # PostgreSQL pool.
+    db_pool_min_size: int = Field(0, ge=0)
+    db_pool_max_size: int = Field(10, ge=1)
+    db_connect_timeout_s: float = Field(3.0, gt=0)
+    db_command_timeout_s: float = Field(10.0, gt=0)
+    db_acquire_timeout_s: float = Field(3.0, gt=0)
+
+    @field_validator(
+        "embedded_postgres_port",
+        "embedded_redis_port",
+        "embedded_kafka_port",
+        "ray_port",
+        "ray_dashboard_port",
+        "ray_client_server_port",
+        "ray_dashboard_agent_port",
+        "api_port",
+        "haproxy_stats_port",
+        "haproxy_metrics_port",
+    )
+    @classmethod
+    def _valid_port(cls, value: int, info: ValidationInfo) -> int:
+        return _check_port(value, f"BGPO_{(info.field_name or 'port').upper()}")
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute_data_dir(cls, value: Path) -> Path:
+        return value.expanduser().absolute()
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_scheme(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            scheme = urlsplit(value.get_secret_value()).scheme
+            if scheme not in {"postgres", "postgresql", "postgresql+asyncpg"}:
+                raise ValueError(
+                    f"BGPO_DATABASE_URL must start with postgresql://, got scheme {scheme!r}"
+                )
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            scheme = urlsplit(value.get_secret_value()).scheme
+            if scheme not in {"redis", "rediss", "unix"}:
+                raise ValueError(
+                    f"BGPO_REDIS_URL must start with redis://, rediss:// or unix://, "
+                    f"got scheme {scheme!r}"
+                )
+        return value
+
+    @field_validator("kafka_bootstrap_servers")
+    @classmethod
+    def _kafka_servers(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        for server in value.split(","):
+            host, sep, port = server.strip().rpartition(":")
+            if not sep or not host or not port.isdigit():
+                raise ValueError(
+                    f"BGPO_KAFKA_BOOTSTRAP_SERVERS must be host:port[,host:port], got {server!r}"
+                )
+            _check_port(int(port), "BGPO_KAFKA_BOOTSTRAP_SERVERS port")
+        return value
+
+    @model_validator(mode="after")
+    def _production_needs_real_services(self) -> Settings:
+        if self.environment != "production":
+            return self
+        missing = [
+            name
+            for name, value in (
+                ("BGPO_DATABASE_URL", self.database_url),
+                ("BGPO_REDIS_URL", self.redis_url),
+                ("BGPO_KAFKA_BOOTSTRAP_SERVERS", self.kafka_bootstrap_servers),
+            )
+            if value is None
+        ]
+        if missing:
+            raise ValueError(
+                "production mode does not start embedded services; set " + ", ".join(missing)
+            )
+        for name, url in (
+            ("BGPO_DATABASE_URL", self.database_url),
+            ("BGPO_REDIS_URL", self.redis_url),
+        ):
+            assert url is not None
+            password = urlsplit(url.get_secret_value()).password
+            if password is not None and password.lower() in _PLACEHOLDER_SECRETS:
+                raise ValueError(f"{name} carries a placeholder password; use a real secret")
+        return self
+
+    @property
+    def development(self) -> bool:
+        return self.environment == "development"
+
+    @property
+    def run_dir(self) -> Path:
+        """Pid files, logs and sockets of the processes `bgpo up` starts."""
+        return self.data_dir / "run"
+
+    @property
+    def ray_session_dir(self) -> Path:
+        if self.ray_temp_dir is not None:
+            return self.ray_temp_dir.expanduser().absolute()
+        digest = hashlib.sha1(str(self.data_dir).encode(), usedforsecurity=False).hexdigest()[:8]
+        return Path(tempfile.gettempdir()) / f"bgpo-ray-{digest}"
+
+    @property
+    def haproxy_dir(self) -> Path:
+        """HAProxy's config and admin socket; kept short (HAProxy's socket path limit is 97)."""
+        digest = hashlib.sha1(str(self.data_dir).encode(), usedforsecurity=False).hexdigest()[:8]
+        return Path(tempfile.gettempdir()) / f"bgpo-hap-{digest}"
+
+    @property
+    def api_url(self) -> str:
+        host = "127.0.0.1" if self.api_host in ("0.0.0.0", "::") else self.api_host  # noqa: S104
+        return f"http://{host}:{self.api_port}"
+
+    @property
+    def dashboard_url(self) -> str:
+        host = self.ray_dashboard_host
+        host = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104
+        return f"http://{host}:{self.ray_dashboard_port}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read from the environment on first use."""
+    return Settings()
