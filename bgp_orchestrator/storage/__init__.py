@@ -1,0 +1,1 @@
+"""PostgreSQL access: asyncpg pools at run time, Alembic migrations for the schema."""
