@@ -1,0 +1,1 @@
+"""The HTTP API (FastAPI). Ray-free: Serve hosts it, and so can plain uvicorn."""

@@ -1,0 +1,91 @@
+"""The FastAPI application factory.
+
+``create_app`` builds the app; its lifespan opens (lazily) and closes the
+database pool. Serve calls it inside the replica (see ``deployments.api``);
+tests and ``bench/api_latency.py`` call it directly under plain ASGI servers.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from bgp_orchestrator import __version__
+from bgp_orchestrator.api import problems
+from bgp_orchestrator.api.deps import TenantCache
+from bgp_orchestrator.api.metrics import ApiMetrics, MetricsMiddleware
+from bgp_orchestrator.api.routes import asns, health, neighbors, prefixes, sessions, tenants
+from bgp_orchestrator.errors import ConfigurationError
+from bgp_orchestrator.settings import Settings
+from bgp_orchestrator.storage.database import Database, PoolOptions
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """
+Peering inventory of BGP Orchestrator: the tenant's own ASNs, its upstream /
+peer / customer neighbours, BGP sessions and monitored prefixes.
+
+Writes are checked against stored configuration and answer **409** with an
+explanation when they contradict it; invalid values answer **422** naming the
+field. Errors are RFC 9457 problem documents with a stable `code`.
+
+Until SSO is configured, development mode picks the tenant from the
+`X-Tenant` header.
+"""
+
+
+def database_for(settings: Settings, dsn: str | None = None) -> Database:
+    url = dsn or (settings.database_url.get_secret_value() if settings.database_url else None)
+    if url is None:
+        raise ConfigurationError(
+            "database-url-missing",
+            "BGPO_DATABASE_URL is not set; `bgpo up` sets it for the stack it starts",
+        )
+    return Database(
+        url,
+        PoolOptions(
+            min_size=settings.db_pool_min_size,
+            max_size=settings.db_pool_max_size,
+            connect_timeout_s=settings.db_connect_timeout_s,
+            command_timeout_s=settings.db_command_timeout_s,
+            acquire_timeout_s=settings.db_acquire_timeout_s,
+        ),
+    )
+
+
+def create_app(settings: Settings | None = None, database: Database | None = None) -> FastAPI:
+    """Build the API. ``database`` is injected by tests; otherwise built from settings."""
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        db = database or database_for(settings)
+        app.state.database = db
+        try:
+            yield
+        finally:
+            if database is None:
+                await db.close()
+
+    app = FastAPI(
+        title="BGP Orchestrator",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url="/redoc",
+        openapi_url="/openapi.json",
+    )
+    app.state.settings = settings
+    app.state.metrics = ApiMetrics()
+    app.state.tenant_cache = TenantCache()
+    if database is not None:
+        app.state.database = database
+    problems.install(app)
+    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
+    for module in (health, tenants, asns, neighbors, sessions, prefixes):
+        app.include_router(module.router)
+    return app

@@ -1,0 +1,45 @@
+"""Tenant administration (development mode only, until SSO arrives)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Request, status
+
+from bgp_orchestrator.api.deps import DatabaseDep, PagingDep, require_development
+from bgp_orchestrator.api.problems import documented
+from bgp_orchestrator.peering.schemas import Page, Tenant, TenantCreate
+from bgp_orchestrator.peering.service import TenantService
+
+router = APIRouter(
+    prefix="/api/v1/tenants",
+    tags=["tenants"],
+    dependencies=[Depends(require_development)],
+    responses=documented(401, 422, 503),
+)
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, responses=documented(409))
+async def create_tenant(body: TenantCreate, db: DatabaseDep) -> Tenant:
+    return Tenant.model_validate(await TenantService(db).create(body.slug, body.name))
+
+
+@router.get("")
+async def list_tenants(db: DatabaseDep, page: PagingDep) -> Page[Tenant]:
+    items, total = await TenantService(db).list(page.limit, page.offset)
+    return Page[Tenant](
+        items=[Tenant.model_validate(i) for i in items],
+        total=total,
+        limit=page.limit,
+        offset=page.offset,
+    )
+
+
+@router.delete("/{slug}", status_code=status.HTTP_204_NO_CONTENT, responses=documented(404))
+async def delete_tenant(
+    request: Request,
+    db: DatabaseDep,
+    slug: Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")],
+) -> None:
+    await TenantService(db).delete(slug)
+    request.app.state.tenant_cache.forget(slug)

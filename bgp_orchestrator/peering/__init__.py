@@ -1,0 +1,1 @@
+"""Peering inventory: tenants, their ASNs, neighbours, BGP sessions and prefixes."""
