@@ -1,0 +1,1 @@
+"""The `bgpo` command line (typer + rich)."""

@@ -1,0 +1,195 @@
+"""`bgpo up`, `bgpo down` and `bgpo status` as functions (the CLI only prints)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from bgp_orchestrator import probes
+from bgp_orchestrator.errors import ServiceUnavailable
+from bgp_orchestrator.local.services import Endpoints, embedded_services, endpoints
+from bgp_orchestrator.settings import Settings
+from bgp_orchestrator.stack import serve_config
+from bgp_orchestrator.stack.ray_head import LocalRayHead
+from bgp_orchestrator.stack.serve_client import ServeClient
+from bgp_orchestrator.storage import migrate
+
+Step = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    return None
+
+
+@dataclass
+class StackInfo:
+    api_url: str
+    docs_url: str
+    dashboard_url: str
+    ray_address: str
+    services: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def dashboard_url(settings: Settings) -> str:
+    if settings.ray_address:
+        host = settings.ray_address.removeprefix("ray://").split(":")[0]
+        return f"http://{host}:{settings.ray_dashboard_port}"
+    return settings.dashboard_url
+
+
+def check_external(settings: Settings, ep: Endpoints) -> None:
+    """Configured (not embedded) services must answer before anything is started."""
+    checks = []
+    if settings.database_url is not None:
+        checks.append(probes.postgres(ep.database_url))
+    if settings.redis_url is not None:
+        checks.append(probes.redis(ep.redis_url))
+    if settings.kafka_bootstrap_servers is not None:
+        checks.append(probes.kafka(ep.kafka_bootstrap_servers))
+    if not checks:
+        return
+
+    async def run() -> list[probes.Probe]:
+        return list(await asyncio.gather(*checks))
+
+    failed = [p for p in asyncio.run(run()) if not p.ok]
+    if failed:
+        raise ServiceUnavailable("service-unreachable", "; ".join(p.detail for p in failed))
+
+
+def wait_ready(url: str, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    last = ""
+    while time.monotonic() < deadline:
+        probe = asyncio.run(probes.http("api", f"{url}/readyz"))
+        if probe.ok:
+            return
+        last = probe.detail
+        time.sleep(0.5)
+    raise ServiceUnavailable("api-not-ready", f"the API did not become ready: {last}")
+
+
+def up(settings: Settings, step: Step = _quiet) -> StackInfo:
+    started = time.monotonic()
+    ep = endpoints(settings)
+    config = serve_config.validate(serve_config.load())
+    head = LocalRayHead(settings) if settings.ray_address is None else None
+    if head is not None and not head.running():
+        head.check_ports()
+
+    check_external(settings, ep)
+    info = StackInfo(
+        api_url=settings.api_url,
+        docs_url=f"{settings.api_url}/docs",
+        dashboard_url=dashboard_url(settings),
+        ray_address=settings.ray_address or f"127.0.0.1:{settings.ray_port}",
+    )
+    for svc in embedded_services(settings):
+        if not svc.running():
+            step(f"starting {svc.title}")
+            svc.start()
+        info.services[svc.name] = svc.url
+
+    step("applying database migrations")
+    migrate.upgrade(ep.database_url)
+
+    if head is not None and not head.running():
+        step("starting the local Ray head")
+        head.start()
+
+    step("deploying the Serve applications")
+    client = ServeClient(info.dashboard_url)
+    local = serve_config.for_local(config, settings, ep.as_env())
+    client.deploy(local)
+    client.wait_running(serve_config.app_names(local))
+    step("waiting for the API to be ready")
+    wait_ready(info.api_url)
+    info.seconds = time.monotonic() - started
+    return info
+
+
+def down(settings: Settings, step: Step = _quiet) -> list[str]:
+    """Stop what `up` started; returns what was stopped."""
+    stopped = []
+    client = ServeClient(dashboard_url(settings), timeout_s=10)
+    if settings.ray_address is not None:
+        step("deleting the Serve applications from the Ray cluster")
+        client.shutdown()
+        stopped.append("serve applications")
+    else:
+        head = LocalRayHead(settings)
+        if head.processes():
+            step("stopping the local Ray head")
+            head.stop()
+            stopped.append("ray head")
+    for svc in reversed(embedded_services(settings)):
+        if svc.pid() is not None:
+            step(f"stopping {svc.title}")
+            svc.stop()
+            stopped.append(svc.name)
+    return stopped
+
+
+@dataclass(frozen=True)
+class Component:
+    name: str
+    ok: bool
+    detail: str
+
+
+def status(settings: Settings) -> list[Component]:
+    ep = endpoints(settings)
+    out: list[Component] = []
+
+    async def gather() -> list[probes.Probe]:
+        return list(
+            await asyncio.gather(
+                probes.postgres(ep.database_url),
+                probes.redis(ep.redis_url),
+                probes.kafka(ep.kafka_bootstrap_servers, timeout_s=3.0),
+                probes.http("api", f"{settings.api_url}/readyz"),
+            )
+        )
+
+    pg, rd, kf, api = asyncio.run(gather())
+    embedded = {svc.name for svc in embedded_services(settings)}
+    for probe in (pg, rd, kf):
+        label = f"{probe.name} ({'embedded' if probe.name in embedded else 'configured'})"
+        out.append(Component(label, probe.ok, probe.detail))
+    if pg.ok:
+        try:
+            current = migrate.current_revision(ep.database_url)
+            head = migrate.head_revision()
+            out.append(
+                Component(
+                    "schema",
+                    current == head,
+                    f"at revision {current}, latest {head}"
+                    + ("" if current == head else " (run `bgpo migrate`)"),
+                )
+            )
+        except Exception as exc:  # any failure to read the version is a status, not a crash
+            out.append(Component("schema", False, f"cannot read the revision: {exc}"))
+    if settings.ray_address is None:
+        head_ = LocalRayHead(settings)
+        out.append(
+            Component(
+                "ray head",
+                head_.running(),
+                f"{len(head_.processes())} processes, GCS 127.0.0.1:{settings.ray_port}",
+            )
+        )
+    try:
+        apps = ServeClient(dashboard_url(settings), timeout_s=5).applications()
+        expected = serve_config.app_names(serve_config.load())
+        for name in expected:
+            app = apps.get(name) or {}
+            state = app.get("status", "NOT DEPLOYED")
+            out.append(Component(f"serve app {name}", state == "RUNNING", str(state)))
+    except ServiceUnavailable as exc:
+        out.append(Component("ray dashboard", False, exc.message))
+    out.append(Component("api", api.ok, api.detail))
+    return out

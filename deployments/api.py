@@ -1,0 +1,39 @@
+"""The peering API on Ray Serve: the core FastAPI app behind a Serve ingress.
+
+The FastAPI app is built inside the replica (``__serve_build_asgi_app__``),
+so importing this module does no work; the app's lifespan opens the
+PostgreSQL pool and closes it on shutdown.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ray import serve
+
+from bgp_orchestrator.api.app import create_app
+from bgp_orchestrator.settings import Settings
+
+
+@serve.deployment(name="PeeringAPI")
+@serve.ingress()
+class PeeringAPI:
+    def __init__(self) -> None:
+        self._settings = Settings()
+        self._app: Any = None
+
+    def __serve_build_asgi_app__(self) -> Any:
+        self._app = create_app(self._settings)
+        return self._app
+
+    async def check_health(self) -> None:
+        """Liveness: the app was built and its lifespan opened the database handle.
+
+        PostgreSQL being down is not a reason to restart the replica: the API
+        answers 503 and /readyz fails until the database is back.
+        """
+        if self._app is None or not hasattr(self._app.state, "database"):
+            raise RuntimeError("the peering API has not finished starting")
+
+
+app = PeeringAPI.bind()  # type: ignore[attr-defined]

@@ -1,0 +1,1 @@
+"""`ray job submit` entrypoints: thin Ray wiring over the core package."""
