@@ -1,0 +1,110 @@
+from pathlib import Path
+from typing import Any
+
+import pytest
+import ray
+import yaml
+
+from bgp_orchestrator.errors import ConfigurationError
+from bgp_orchestrator.settings import Settings
+from bgp_orchestrator.stack import serve_config
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _manifest(name: str) -> dict[str, Any]:
+    data = yaml.safe_load((REPO / "cluster" / name).read_text())
+    assert isinstance(data, dict)
+    return data
+
+
+def test_project_config_is_valid_for_ray() -> None:
+    config = serve_config.validate(serve_config.load())
+    assert serve_config.app_names(config) == ["peering-api"]
+
+
+def test_local_config_carries_ports_and_environment(tmp_path: Path) -> None:
+    settings = Settings(api_port=8123, api_host="127.0.0.1", data_dir=tmp_path)
+    local = serve_config.for_local(
+        serve_config.load(), settings, {"BGPO_DATABASE_URL": "postgresql://x@h/db"}
+    )
+    assert local["http_options"]["port"] == 8123
+    env = local["applications"][0]["runtime_env"]["env_vars"]
+    assert env["BGPO_DATABASE_URL"] == "postgresql://x@h/db"
+    assert env["BGPO_DATA_DIR"] == str(tmp_path)
+    # The project's file is not modified by the overlay.
+    assert "runtime_env" not in serve_config.load()["applications"][0]
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("applications: [{name: a, import_path: 42}]", "import_path"),
+        ("proxy_location: Nowhere\napplications: []\n", "proxy_location"),
+        ("[1, 2]", "mapping"),
+        ("applications: [{name: a, import_path: 'x:y'", "not valid YAML"),
+    ],
+)
+def test_invalid_files_say_what_is_wrong(tmp_path: Path, text: str, needle: str) -> None:
+    path = tmp_path / "serve.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigurationError) as info:
+        serve_config.validate(serve_config.load(path))
+    assert needle in info.value.message
+
+
+def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="cannot read"):
+        serve_config.load(tmp_path / "absent.yaml")
+
+
+def test_rayservice_embeds_the_single_serve_config() -> None:
+    service = _manifest("rayservice.yaml")
+    embedded = yaml.safe_load(service["spec"]["serveConfigV2"])
+    assert embedded == serve_config.load()
+
+
+def test_manifests_match_the_ray_version() -> None:
+    for name, path in (
+        ("rayservice.yaml", ("rayClusterConfig",)),
+        ("rayjob-migrate.yaml", ("rayClusterSpec",)),
+    ):
+        spec = _manifest(name)["spec"]
+        for key in path:
+            spec = spec[key]
+        assert spec["rayVersion"] == ray.__version__
+    assert (
+        f"rayproject/ray:{ray.__version__}-py311" in (REPO / "cluster" / "Dockerfile").read_text()
+    )
+
+
+def _containers(manifest: dict[str, Any]) -> list[dict[str, Any]]:
+    spec = manifest["spec"]
+    cluster = spec.get("rayClusterConfig") or spec["rayClusterSpec"]
+    groups = [cluster["headGroupSpec"], *cluster.get("workerGroupSpecs", [])]
+    return [c for g in groups for c in g["template"]["spec"]["containers"]]
+
+
+@pytest.mark.parametrize("name", ["rayservice.yaml", "rayjob-migrate.yaml"])
+def test_every_container_has_requests_and_limits(name: str) -> None:
+    for container in _containers(_manifest(name)):
+        resources = container["resources"]
+        assert {"cpu", "memory"} <= set(resources["requests"]), container["name"]
+        assert {"cpu", "memory"} <= set(resources["limits"]), container["name"]
+
+
+def test_kuberay_uses_the_ingress_that_up_uses() -> None:
+    chosen = serve_config.INGRESS_ENV[Settings().serve_ingress]
+    for container in _containers(_manifest("rayservice.yaml")):
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        for key, value in chosen.items():
+            assert env.get(key) == value, (container["name"], key)
+
+
+def test_rayjob_lifecycle_is_explicit() -> None:
+    spec = _manifest("rayjob-migrate.yaml")["spec"]
+    assert spec["shutdownAfterJobFinishes"] is True
+    assert spec["ttlSecondsAfterFinished"] > 0
+    assert spec["activeDeadlineSeconds"] > 0
+    module = spec["entrypoint"].split()[-1]
+    assert (REPO / (module.replace(".", "/") + ".py")).exists()
