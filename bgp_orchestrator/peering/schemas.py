@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import IntEnum
 from typing import Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -21,6 +22,14 @@ from bgp_orchestrator.peering.fields import (
 Interconnect = Literal["ixp", "pni"]
 AdminState = Literal["enabled", "disabled", "maintenance"]
 Relationship = Literal["upstream", "peer", "customer"]
+
+
+class Afi(IntEnum):
+    """Address family: 4 or 6 (query parameters arrive as text, so an IntEnum)."""
+
+    IPV4 = 4
+    IPV6 = 6
+
 
 T = TypeVar("T")
 

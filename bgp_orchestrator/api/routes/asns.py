@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, status
 
@@ -18,12 +18,17 @@ router = APIRouter(
 )
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, responses=documented(409))
-async def create_asn(body: AsnCreate, svc: PeeringDep) -> AutonomousSystem:
-    return AutonomousSystem.model_validate(await svc.create_asn(body.model_dump()))
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    responses=documented(409),
+    response_model=AutonomousSystem,
+)
+async def create_asn(body: AsnCreate, svc: PeeringDep) -> dict[str, Any]:
+    return await svc.create_asn(body.model_dump())
 
 
-@router.get("")
+@router.get("", response_model=Page[AutonomousSystem])
 async def list_asns(
     svc: PeeringDep,
     page: PagingDep,
@@ -31,32 +36,27 @@ async def list_asns(
     q: Annotated[
         SearchText | None, Query(max_length=100, description="Name contains (case-insensitive)")
     ] = None,
-) -> Page[AutonomousSystem]:
+) -> dict[str, Any]:
     where = Where()
     if asn is not None:
         where.add("asn = {}", asn)
     if q:
         where.add("name ILIKE {}", like_pattern(q))
     items, total = await svc.list_asns(where, page.limit, page.offset)
-    return Page[AutonomousSystem](
-        items=[AutonomousSystem.model_validate(i) for i in items],
-        total=total,
-        limit=page.limit,
-        offset=page.offset,
-    )
+    return {"items": items, "total": total, "limit": page.limit, "offset": page.offset}
 
 
-@router.get("/{asn_id}", responses=documented(404))
-async def get_asn(svc: PeeringDep, asn_id: Annotated[int, ObjectId]) -> AutonomousSystem:
-    return AutonomousSystem.model_validate(await svc.get_asn(asn_id))
+@router.get("/{asn_id}", responses=documented(404), response_model=AutonomousSystem)
+async def get_asn(svc: PeeringDep, asn_id: Annotated[int, ObjectId]) -> dict[str, Any]:
+    return await svc.get_asn(asn_id)
 
 
-@router.patch("/{asn_id}", responses=documented(404, 409))
+@router.patch("/{asn_id}", responses=documented(404, 409), response_model=AutonomousSystem)
 async def update_asn(
     body: AsnUpdate, svc: PeeringDep, asn_id: Annotated[int, ObjectId]
-) -> AutonomousSystem:
+) -> dict[str, Any]:
     changes = body.model_dump(exclude_unset=True, exclude_none=True)
-    return AutonomousSystem.model_validate(await svc.update_asn(asn_id, changes))
+    return await svc.update_asn(asn_id, changes)
 
 
 @router.delete("/{asn_id}", status_code=status.HTTP_204_NO_CONTENT, responses=documented(404, 409))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, status
 
@@ -24,43 +24,40 @@ router = APIRouter(
 )
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, responses=documented(409))
-async def create_neighbor(body: NeighborCreate, svc: PeeringDep) -> Neighbor:
-    return Neighbor.model_validate(await svc.create_neighbor(body.model_dump()))
+@router.post(
+    "", status_code=status.HTTP_201_CREATED, responses=documented(409), response_model=Neighbor
+)
+async def create_neighbor(body: NeighborCreate, svc: PeeringDep) -> dict[str, Any]:
+    return await svc.create_neighbor(body.model_dump())
 
 
-@router.get("")
+@router.get("", response_model=Page[Neighbor])
 async def list_neighbors(
     svc: PeeringDep,
     page: PagingDep,
     asn: Annotated[ASN | None, Query()] = None,
     relationship: Annotated[Relationship | None, Query()] = None,
-) -> Page[Neighbor]:
+) -> dict[str, Any]:
     where = Where()
     if asn is not None:
         where.add("asn = {}", asn)
     if relationship is not None:
         where.add("relationship = {}", relationship)
     items, total = await svc.list_neighbors(where, page.limit, page.offset)
-    return Page[Neighbor](
-        items=[Neighbor.model_validate(i) for i in items],
-        total=total,
-        limit=page.limit,
-        offset=page.offset,
-    )
+    return {"items": items, "total": total, "limit": page.limit, "offset": page.offset}
 
 
-@router.get("/{neighbor_id}", responses=documented(404))
-async def get_neighbor(svc: PeeringDep, neighbor_id: Annotated[int, ObjectId]) -> Neighbor:
-    return Neighbor.model_validate(await svc.get_neighbor(neighbor_id))
+@router.get("/{neighbor_id}", responses=documented(404), response_model=Neighbor)
+async def get_neighbor(svc: PeeringDep, neighbor_id: Annotated[int, ObjectId]) -> dict[str, Any]:
+    return await svc.get_neighbor(neighbor_id)
 
 
-@router.patch("/{neighbor_id}", responses=documented(404, 409))
+@router.patch("/{neighbor_id}", responses=documented(404, 409), response_model=Neighbor)
 async def update_neighbor(
     body: NeighborUpdate, svc: PeeringDep, neighbor_id: Annotated[int, ObjectId]
-) -> Neighbor:
+) -> dict[str, Any]:
     changes = body.model_dump(exclude_unset=True, exclude_none=True)
-    return Neighbor.model_validate(await svc.update_neighbor(neighbor_id, changes))
+    return await svc.update_neighbor(neighbor_id, changes)
 
 
 @router.delete("/{neighbor_id}", status_code=status.HTTP_204_NO_CONTENT, responses=documented(404))

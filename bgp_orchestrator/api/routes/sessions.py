@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, status
 
@@ -13,6 +13,7 @@ from bgp_orchestrator.peering.fields import ASN, HostAddress, Prefix, SearchText
 from bgp_orchestrator.peering.repository import Where
 from bgp_orchestrator.peering.schemas import (
     AdminState,
+    Afi,
     Interconnect,
     Page,
     Session,
@@ -36,32 +37,34 @@ _NULLABLE = {
 }
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, responses=documented(409))
-async def create_session(body: SessionCreate, svc: PeeringDep) -> Session:
+@router.post(
+    "", status_code=status.HTTP_201_CREATED, responses=documented(409), response_model=Session
+)
+async def create_session(body: SessionCreate, svc: PeeringDep) -> dict[str, Any]:
     """Create a session; 409 when it contradicts stored configuration."""
-    return Session.model_validate(await svc.create_session(body.model_dump()))
+    return await svc.create_session(body.model_dump())
 
 
-@router.get("")
+@router.get("", response_model=Page[Session])
 async def list_sessions(
     svc: PeeringDep,
     page: PagingDep,
     peer_asn: Annotated[ASN | None, Query()] = None,
     local_asn: Annotated[ASN | None, Query()] = None,
-    afi: Annotated[Literal[4, 6] | None, Query(description="Address family")] = None,
+    afi: Annotated[Afi | None, Query(description="Address family")] = None,
     interconnect: Annotated[Interconnect | None, Query()] = None,
     admin_state: Annotated[AdminState | None, Query()] = None,
     ixp_name: Annotated[SearchText | None, Query(max_length=200)] = None,
     peer_address: Annotated[HostAddress | None, Query()] = None,
     within: Annotated[Prefix | None, Query(description="Peer address inside this prefix")] = None,
-) -> Page[Session]:
+) -> dict[str, Any]:
     where = Where()
     if peer_asn is not None:
         where.add("peer_asn = {}", peer_asn)
     if local_asn is not None:
         where.add("local_asn = {}", local_asn)
     if afi is not None:
-        where.add("afi = {}", afi)
+        where.add("afi = {}", int(afi))
     if interconnect is not None:
         where.add("interconnect = {}", interconnect)
     if admin_state is not None:
@@ -73,30 +76,25 @@ async def list_sessions(
     if within is not None:
         where.add("peer_address <<= {}::cidr", within)
     items, total = await svc.list_sessions(where, page.limit, page.offset)
-    return Page[Session](
-        items=[Session.model_validate(i) for i in items],
-        total=total,
-        limit=page.limit,
-        offset=page.offset,
-    )
+    return {"items": items, "total": total, "limit": page.limit, "offset": page.offset}
 
 
-@router.get("/{session_id}", responses=documented(404))
-async def get_session(svc: PeeringDep, session_id: Annotated[int, ObjectId]) -> Session:
-    return Session.model_validate(await svc.get_session(session_id))
+@router.get("/{session_id}", responses=documented(404), response_model=Session)
+async def get_session(svc: PeeringDep, session_id: Annotated[int, ObjectId]) -> dict[str, Any]:
+    return await svc.get_session(session_id)
 
 
-@router.patch("/{session_id}", responses=documented(404, 409))
+@router.patch("/{session_id}", responses=documented(404, 409), response_model=Session)
 async def update_session(
     body: SessionUpdate, svc: PeeringDep, session_id: Annotated[int, ObjectId]
-) -> Session:
+) -> dict[str, Any]:
     """Change some fields; the whole resulting session is checked again."""
     changes = {
         k: v
         for k, v in body.model_dump(exclude_unset=True).items()
         if v is not None or k in _NULLABLE
     }
-    return Session.model_validate(await svc.update_session(session_id, changes))
+    return await svc.update_session(session_id, changes)
 
 
 @router.delete("/{session_id}", status_code=status.HTTP_204_NO_CONTENT, responses=documented(404))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Request, status
 
@@ -19,20 +19,17 @@ router = APIRouter(
 )
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, responses=documented(409))
-async def create_tenant(body: TenantCreate, db: DatabaseDep) -> Tenant:
-    return Tenant.model_validate(await TenantService(db).create(body.slug, body.name))
+@router.post(
+    "", status_code=status.HTTP_201_CREATED, responses=documented(409), response_model=Tenant
+)
+async def create_tenant(body: TenantCreate, db: DatabaseDep) -> dict[str, Any]:
+    return await TenantService(db).create(body.slug, body.name)
 
 
-@router.get("")
-async def list_tenants(db: DatabaseDep, page: PagingDep) -> Page[Tenant]:
+@router.get("", response_model=Page[Tenant])
+async def list_tenants(db: DatabaseDep, page: PagingDep) -> dict[str, Any]:
     items, total = await TenantService(db).list(page.limit, page.offset)
-    return Page[Tenant](
-        items=[Tenant.model_validate(i) for i in items],
-        total=total,
-        limit=page.limit,
-        offset=page.offset,
-    )
+    return {"items": items, "total": total, "limit": page.limit, "offset": page.offset}
 
 
 @router.delete("/{slug}", status_code=status.HTTP_204_NO_CONTENT, responses=documented(404))

@@ -1,0 +1,171 @@
+"""The whole stack through `bgpo up`: the API through Ray Serve, a PostgreSQL outage, `down`.
+
+Everything runs on embedded defaults in a temporary data directory, on free
+ports, so it neither needs nor disturbs services already on the machine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from bgp_orchestrator.settings import Settings
+from tests.conftest import free_port
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
+
+PORT_SETTINGS = (
+    "API_PORT",
+    "RAY_PORT",
+    "RAY_DASHBOARD_PORT",
+    "RAY_CLIENT_SERVER_PORT",
+    "RAY_DASHBOARD_AGENT_PORT",
+    "HAPROXY_STATS_PORT",
+    "HAPROXY_METRICS_PORT",
+    "EMBEDDED_POSTGRES_PORT",
+    "EMBEDDED_REDIS_PORT",
+    "EMBEDDED_KAFKA_PORT",
+)
+
+
+class Stack:
+    def __init__(self, data_dir: Path) -> None:
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("BGPO_")}
+        self.env["BGPO_DATA_DIR"] = str(data_dir)
+        for name in PORT_SETTINGS:
+            self.env[f"BGPO_{name}"] = str(free_port())
+        self.settings = Settings(
+            data_dir=data_dir,
+            **{name.lower(): int(self.env[f"BGPO_{name}"]) for name in PORT_SETTINGS},
+        )
+        self.url = self.settings.api_url
+
+    def bgpo(self, *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "bgp_orchestrator.cli.main", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    def markers(self) -> list[str]:
+        s = self.settings
+        return [str(s.data_dir), str(s.ray_session_dir), str(s.haproxy_dir)]
+
+    def leftovers(self, sid: int | None) -> list[str]:
+        found = []
+        for proc in psutil.process_iter(["pid", "name", "cmdline", "status"]):
+            try:
+                if proc.info["status"] == psutil.STATUS_ZOMBIE or proc.pid == os.getpid():
+                    continue
+                cmdline = " ".join(proc.info["cmdline"] or [])
+                same_session = sid is not None and os.getsid(proc.pid) == sid
+                if same_session or any(m in cmdline for m in self.markers()):
+                    found.append(f"{proc.pid} {proc.info['name']} {cmdline[:120]}")
+            except (psutil.Error, ProcessLookupError):
+                continue
+        return found
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    stack = Stack(tmp_path_factory.mktemp("stack"))
+    started = time.monotonic()
+    result = stack.bgpo("up")
+    elapsed = time.monotonic() - started
+    try:
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert elapsed < 120, f"bgpo up took {elapsed:.0f}s"
+        yield stack
+    finally:
+        stack.bgpo("down")
+
+
+def _tenant(client: httpx.Client, slug: str) -> dict[str, str]:
+    r = client.post("/api/v1/tenants", json={"slug": slug, "name": slug})
+    assert r.status_code == 201, r.text
+    headers = {"X-Tenant": slug}
+    assert client.post("/api/v1/asns", json={"asn": 64500}, headers=headers).status_code == 201
+    return headers
+
+
+def test_up_prints_working_urls(stack: Stack) -> None:
+    result = stack.bgpo("status")
+    assert result.returncode == 0, result.stdout + result.stderr
+    for component in ("postgres", "redis", "kafka", "schema", "ray head", "peering-api"):
+        assert component in result.stdout
+    with httpx.Client(timeout=10) as client:
+        assert client.get(f"{stack.url}/docs").status_code == 200
+        assert client.get(f"{stack.url}/readyz").status_code == 200
+        assert client.get(stack.settings.dashboard_url).status_code == 200
+
+
+def test_api_through_serve(stack: Stack) -> None:
+    with httpx.Client(base_url=stack.url, timeout=10) as client:
+        h = _tenant(client, "e2e")
+        session = {
+            "local_asn": 64500,
+            "peer_asn": "AS65010",
+            "peer_address": "192.0.2.10",
+            "interconnect": "ixp",
+        }
+        r = client.post("/api/v1/sessions", json=session, headers=h)
+        assert r.status_code == 201, r.text
+        r = client.post("/api/v1/sessions", json={**session, "peer_asn": 0}, headers=h)
+        assert r.status_code == 422 and r.json()["field"] == "peer_asn"
+        r = client.post("/api/v1/sessions", json={**session, "peer_asn": 65011}, headers=h)
+        assert r.status_code == 409 and r.json()["code"] == "peer-address-in-use"
+        listing = client.get("/api/v1/sessions", headers=h).json()
+        assert listing["total"] == 1 and listing["items"][0]["peer_asn"] == 65010
+        assert "bgpo_http_requests_total" in client.get("/metrics").text
+
+
+def test_postgres_outage_gives_503_and_recovers(stack: Stack) -> None:
+    pgdata = stack.settings.data_dir / "postgres"
+    pid = int((pgdata / "postmaster.pid").read_text().splitlines()[0])
+    os.kill(pid, signal.SIGKILL)
+    with httpx.Client(base_url=stack.url, timeout=15) as client:
+        deadline = time.monotonic() + 10
+        while client.get("/readyz").status_code != 503:
+            assert time.monotonic() < deadline, "/readyz still 200 after PostgreSQL was killed"
+            time.sleep(0.2)
+        for path in ("/api/v1/sessions", "/api/v1/asns"):
+            started = time.monotonic()
+            r = client.get(path, headers={"X-Tenant": "e2e"})
+            assert r.status_code == 503, r.text
+            assert r.json()["code"] == "database-unavailable"
+            assert time.monotonic() - started < 5, "the API hung instead of answering 503"
+
+        # `bgpo up` again restarts only what is missing; Ray and Serve keep running.
+        result = stack.bgpo("up")
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "starting the local Ray head" not in result.stdout
+        deadline = time.monotonic() + 30
+        while client.get("/readyz").status_code != 200:
+            assert time.monotonic() < deadline, "API did not recover after PostgreSQL restarted"
+            time.sleep(0.5)
+        r = client.get("/api/v1/sessions", headers={"X-Tenant": "e2e"})
+        assert r.status_code == 200 and r.json()["total"] == 1
+
+
+def test_down_leaves_no_process_behind(stack: Stack) -> None:
+    state = json.loads((stack.settings.run_dir / "ray-head.json").read_text())
+    assert stack.leftovers(None), "the stack should be running before down"
+    result = stack.bgpo("down")
+    assert result.returncode == 0, result.stdout + result.stderr
+    time.sleep(1)
+    assert stack.leftovers(int(state["sid"])) == []
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"{stack.url}/healthz", timeout=2)
