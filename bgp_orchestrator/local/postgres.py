@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 
 import psutil
 
@@ -104,28 +105,48 @@ class EmbeddedPostgres:
                 ],
                 "initdb",
             )
-        self._check(
-            [
-                _bin("pg_ctl"),
-                "-D",
-                str(self.pgdata),
-                "-l",
-                str(self.log),
-                "-w",
-                "-t",
-                "60",
-                "-o",
-                f"-h {HOST} -p {self.port} -k ''",
-                "start",
-            ],
-            "pg_ctl start",
-        )
+        self._start_server()
         if not wait_until(lambda: port_open(HOST, self.port), 30):
             raise ServiceUnavailable(
                 "postgres-start-failed",
                 f"embedded PostgreSQL did not open port {self.port}; see {self.log}",
             )
         self._create_database()
+
+    def _start_server(self) -> None:
+        """pg_ctl start, after a crash too.
+
+        A postmaster that was killed leaves postmaster.pid behind, and while
+        its pid is still a zombie (or reused) PostgreSQL takes the file for a
+        live server; its orphaned backends also hold the shared memory for a
+        moment. The file is stale when no live postgres has that pid, so it
+        is removed, and the start is retried for a few seconds.
+        """
+        pidfile = self.pgdata / "postmaster.pid"
+        argv = [
+            _bin("pg_ctl"),
+            "-D",
+            str(self.pgdata),
+            "-l",
+            str(self.log),
+            "-w",
+            "-t",
+            "60",
+            "-o",
+            f"-h {HOST} -p {self.port} -k ''",
+            "start",
+        ]
+        deadline = time.monotonic() + 20
+        while True:
+            if self.pid() is None:
+                pidfile.unlink(missing_ok=True)
+            try:
+                self._check(argv, "pg_ctl start")
+                return
+            except ServiceUnavailable:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(1.0)
 
     def _create_database(self) -> None:
         exists = subprocess.run(
