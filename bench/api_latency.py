@@ -19,7 +19,6 @@ import asyncio
 import csv
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,27 +29,11 @@ from typing import Any
 import asyncpg
 import httpx
 
+from bgp_orchestrator.local.ports import free_port, free_ports_env
+
 REPO = Path(__file__).resolve().parents[1]
 LOCUSTFILE = REPO / "bench" / "locustfile_api.py"
-PORTS = (
-    "API_PORT",
-    "RAY_PORT",
-    "RAY_DASHBOARD_PORT",
-    "RAY_CLIENT_SERVER_PORT",
-    "RAY_DASHBOARD_AGENT_PORT",
-    "HAPROXY_STATS_PORT",
-    "HAPROXY_METRICS_PORT",
-    "EMBEDDED_POSTGRES_PORT",
-    "EMBEDDED_REDIS_PORT",
-    "EMBEDDED_KAFKA_PORT",
-)
 SESSIONS = 1000
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def log(message: str) -> None:
@@ -168,6 +151,11 @@ def main() -> None:
         default="haproxy",
         help="comma-separated Serve ingresses to measure: haproxy, proxy",
     )
+    parser.add_argument(
+        "--uvicorn-workers",
+        default="1,2",
+        help="comma-separated uvicorn worker counts; the first is the baseline",
+    )
     args = parser.parse_args()
     ingresses = [i.strip() for i in args.ingress.split(",") if i.strip()]
     worker_counts = [int(w) for w in args.uvicorn_workers.split(",") if w.strip()]
@@ -175,8 +163,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bgpo-bench-"))
     env = {k: v for k, v in os.environ.items() if not k.startswith("BGPO_")}
     env["BGPO_DATA_DIR"] = str(work / "data")
-    for name in PORTS:
-        env[f"BGPO_{name}"] = str(free_port())
+    env.update(free_ports_env())
     db_url = f"postgresql://postgres@127.0.0.1:{env['BGPO_EMBEDDED_POSTGRES_PORT']}/bgpo"
     results: dict[str, Any] = {}
     try:

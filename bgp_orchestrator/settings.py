@@ -26,6 +26,21 @@ _PLACEHOLDER_SECRETS = frozenset(
 )
 
 
+# Every TCP port the stack listens on (a second stack on one machine changes them all).
+PORT_FIELDS = (
+    "embedded_postgres_port",
+    "embedded_redis_port",
+    "embedded_kafka_port",
+    "ray_port",
+    "ray_dashboard_port",
+    "ray_client_server_port",
+    "ray_dashboard_agent_port",
+    "api_port",
+    "haproxy_stats_port",
+    "haproxy_metrics_port",
+)
+
+
 def _default_data_dir() -> Path:
     return Path(platformdirs.user_data_dir("bgp-orchestrator", appauthor=False))
 
@@ -107,18 +122,7 @@ class Settings(BaseSettings):
     db_command_timeout_s: float = Field(10.0, gt=0)
     db_acquire_timeout_s: float = Field(3.0, gt=0)
 
-    @field_validator(
-        "embedded_postgres_port",
-        "embedded_redis_port",
-        "embedded_kafka_port",
-        "ray_port",
-        "ray_dashboard_port",
-        "ray_client_server_port",
-        "ray_dashboard_agent_port",
-        "api_port",
-        "haproxy_stats_port",
-        "haproxy_metrics_port",
-    )
+    @field_validator(*PORT_FIELDS)
     @classmethod
     def _valid_port(cls, value: int, info: ValidationInfo) -> int:
         return _check_port(value, f"BGPO_{(info.field_name or 'port').upper()}")

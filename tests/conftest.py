@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import socket
-import warnings
 from pathlib import Path
 
 import pytest
 
+from bgp_orchestrator.local.ports import free_port
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data" / "bgp"
-
-# pgserver warns about XDG_RUNTIME_DIR at import; irrelevant to the tests.
-warnings.filterwarnings("ignore", module="platformdirs")
 
 
 @pytest.fixture(scope="session")
@@ -23,7 +20,4 @@ def bgp_data() -> Path:
     return SHARED_DATA
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+__all__ = ["SHARED_DATA", "free_port"]

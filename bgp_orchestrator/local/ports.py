@@ -48,3 +48,17 @@ def ensure_free(host: str, port: int, what: str, setting: str) -> None:
                 setting,
                 port,
             ) from None
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def free_ports_env() -> dict[str, str]:
+    """BGPO_*_PORT variables set to free ports: a second stack that collides with nothing."""
+    from bgp_orchestrator.settings import PORT_FIELDS
+
+    return {f"BGPO_{name.upper()}": str(free_port()) for name in PORT_FIELDS}

@@ -19,34 +19,21 @@ import httpx
 import psutil
 import pytest
 
+from bgp_orchestrator.local.ports import free_ports_env
 from bgp_orchestrator.settings import Settings
-from tests.conftest import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
-
-PORT_SETTINGS = (
-    "API_PORT",
-    "RAY_PORT",
-    "RAY_DASHBOARD_PORT",
-    "RAY_CLIENT_SERVER_PORT",
-    "RAY_DASHBOARD_AGENT_PORT",
-    "HAPROXY_STATS_PORT",
-    "HAPROXY_METRICS_PORT",
-    "EMBEDDED_POSTGRES_PORT",
-    "EMBEDDED_REDIS_PORT",
-    "EMBEDDED_KAFKA_PORT",
-)
 
 
 class Stack:
     def __init__(self, data_dir: Path) -> None:
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("BGPO_")}
         self.env["BGPO_DATA_DIR"] = str(data_dir)
-        for name in PORT_SETTINGS:
-            self.env[f"BGPO_{name}"] = str(free_port())
+        ports = free_ports_env()
+        self.env.update(ports)
         self.settings = Settings(
             data_dir=data_dir,
-            **{name.lower(): int(self.env[f"BGPO_{name}"]) for name in PORT_SETTINGS},
+            **{name.removeprefix("BGPO_").lower(): int(v) for name, v in ports.items()},
         )
         self.url = self.settings.api_url
 
