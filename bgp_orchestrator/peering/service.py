@@ -35,6 +35,8 @@ _CONSTRAINTS = {
     ),
     "prefixes_tenant_prefix_key": ("prefix-exists", "this prefix is already registered"),
 }
+# A tenant deleted while another replica still had it cached.
+_GONE_TENANT = ("tenant-gone", "the tenant no longer exists; it was deleted")
 
 
 @asynccontextmanager
