@@ -1,0 +1,1 @@
+"""The BGP data path: the normalised update, prefixes, AS paths, parsers and the wire codec."""

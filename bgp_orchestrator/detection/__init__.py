@@ -1,0 +1,1 @@
+"""Conflict detection: pure detectors over batches of updates, composed into a pipeline."""

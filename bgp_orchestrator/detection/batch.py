@@ -1,0 +1,80 @@
+"""A batch of updates prepared once for all detectors: prefix, origins, covering prefixes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from bgp_orchestrator.bgp.prefix import Net, parse_net
+from bgp_orchestrator.bgp.update import AsPathElement, Kind, Update
+from bgp_orchestrator.detection.reference import Monitored, Reference
+
+ANNOUNCE = Kind.ANNOUNCE
+WITHDRAW = Kind.WITHDRAW
+
+
+class Prepared:
+    """One update with what every detector needs computed once."""
+
+    __slots__ = ("covering", "net", "origins", "path", "transit_tenants", "u")
+
+    def __init__(
+        self,
+        u: Update,
+        net: Net | None,
+        origins: tuple[int, ...],
+        path: list[AsPathElement],
+        covering: list[Monitored],
+        transit_tenants: tuple[int, ...],
+    ) -> None:
+        self.u = u
+        self.net = net
+        self.origins = origins
+        self.path = path
+        self.covering = covering
+        self.transit_tenants = transit_tenants
+
+    def owners(self) -> dict[int, Monitored]:
+        """Per tenant, its most specific monitored prefix covering this one."""
+        out: dict[int, Monitored] = {}
+        for m in self.covering:  # least specific first, so the last one wins
+            out[m.tenant_id] = m
+        return out
+
+
+def prepare(
+    updates: Iterable[Update], ref: Reference, invalid: list[tuple[Update, str]]
+) -> list[Prepared]:
+    """Parse and annotate a batch; updates whose prefix does not parse go to ``invalid``."""
+    out: list[Prepared] = []
+    covering = ref.monitored.covering
+    asn_tenants = ref.asn_tenants
+    has_monitored = len(ref.monitored) > 0
+    for u in updates:
+        kind = u.kind
+        if kind in (ANNOUNCE, WITHDRAW):
+            try:
+                net = parse_net(u.prefix)
+            except ValueError as exc:
+                invalid.append((u, str(exc)))
+                continue
+            path: list[AsPathElement] = []
+            transit: tuple[int, ...] = ()
+            origins: tuple[int, ...] = ()
+            if kind == ANNOUNCE and u.as_path:
+                last = None
+                for element in u.as_path:
+                    if element != last:
+                        path.append(element)
+                        last = element
+                tail = path[-1]
+                origins = tail if isinstance(tail, tuple) else (tail,)
+                if asn_tenants:
+                    for element in path:
+                        if isinstance(element, int) and element in asn_tenants:
+                            transit = (*transit, *asn_tenants[element])
+            out.append(
+                Prepared(u, net, origins, path, covering(net) if has_monitored else [], transit)
+            )
+        else:
+            out.append(Prepared(u, None, (), [], [], ()))
+    return out

@@ -1,0 +1,86 @@
+"""Bogon prefixes (special-purpose registries) and bogon ASNs anywhere in the path."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from bgp_orchestrator.bgp.update import flat_asns, path_text
+from bgp_orchestrator.detection.batch import ANNOUNCE, Prepared
+from bgp_orchestrator.detection.conflict import Conflict, ConflictType, Severity
+from bgp_orchestrator.detection.reference import Reference
+from bgp_orchestrator.detection.state import DetectorState
+from bgp_orchestrator.reference.bogons import bogon_asn, bogon_prefix
+
+# First octets that hold an IPv4 bogon block: a fast path for everything else.
+_V4_BOGON_OCTETS = frozenset({0, 10, 100, 127, 169, 172, 192, 198, 203, *range(224, 256)})
+
+
+def _scopes(p: Prepared, ref: Reference) -> dict[int | None, Severity]:
+    scopes: dict[int | None, Severity] = {}
+    for m in p.covering:
+        scopes[m.tenant_id] = Severity.HIGH
+    for tenant_id in ref.asn_tenants.get(p.u.peer_asn, ()):
+        scopes.setdefault(tenant_id, Severity.MEDIUM)
+    if not scopes and ref.settings.global_observations:
+        scopes[None] = Severity.INFO
+    return scopes
+
+
+def bogon_prefix_announced(
+    batch: list[Prepared], ref: Reference, state: DetectorState
+) -> Iterator[Conflict]:
+    for p in batch:
+        u = p.u
+        if u.kind != ANNOUNCE:
+            continue
+        net = p.net
+        assert net is not None
+        if net.afi == 4 and net.length >= 8 and (net.value >> 24) not in _V4_BOGON_OCTETS:
+            continue
+        block = bogon_prefix(net)
+        if block is None:
+            continue
+        for tenant_id, severity in _scopes(p, ref).items():
+            yield Conflict(
+                ConflictType.BOGON_PREFIX,
+                severity,
+                tenant_id,
+                u.prefix,
+                p.origins[0] if len(p.origins) == 1 else None,
+                path_text(u.as_path),
+                u.peer_key,
+                u.timestamp,
+                block,
+                None,
+                {"bogon_block": block},
+            )
+
+
+def bogon_asn_in_path(
+    batch: list[Prepared], ref: Reference, state: DetectorState
+) -> Iterator[Conflict]:
+    for p in batch:
+        u = p.u
+        if u.kind != ANNOUNCE or not u.as_path:
+            continue
+        for asn in flat_asns(u.as_path):
+            if 0 < asn < 23456 or 23456 < asn < 64496 or 131071 < asn < 4200000000:
+                continue
+            reason = bogon_asn(asn)
+            if reason is None:
+                continue
+            for tenant_id, severity in _scopes(p, ref).items():
+                yield Conflict(
+                    ConflictType.BOGON_ASN,
+                    severity,
+                    tenant_id,
+                    u.prefix,
+                    p.origins[0] if len(p.origins) == 1 else None,
+                    path_text(u.as_path),
+                    u.peer_key,
+                    u.timestamp,
+                    str(asn),
+                    None,
+                    {"bogon_asn": asn, "reason": reason},
+                )
+            break  # one observation per route is enough

@@ -1,0 +1,54 @@
+"""Multiple-origin AS (MOAS) observations for any prefix: informational."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from bgp_orchestrator.bgp.update import path_text
+from bgp_orchestrator.detection.batch import ANNOUNCE, Prepared
+from bgp_orchestrator.detection.conflict import Conflict, ConflictType, Severity
+from bgp_orchestrator.detection.reference import Reference
+from bgp_orchestrator.detection.state import DetectorState
+
+
+def moas(batch: list[Prepared], ref: Reference, state: DetectorState) -> Iterator[Conflict]:
+    """A prefix announced with a new origin while another origin was seen within the window."""
+    window = ref.settings.moas_window_s
+    origins = state.origins
+    for p in batch:
+        u = p.u
+        if u.kind != ANNOUNCE or len(p.origins) != 1:
+            continue
+        origin = p.origins[0]
+        seen = origins.get(u.prefix)
+        if seen is None:
+            origins[u.prefix] = {origin: u.timestamp}
+            continue
+        if origin in seen:
+            seen[origin] = max(seen[origin], u.timestamp)
+            continue
+        others = sorted(o for o, t in seen.items() if u.timestamp - t <= window)
+        seen[origin] = u.timestamp
+        if not others:
+            continue
+        all_origins = sorted({*others, origin})
+        tenants = {m.tenant_id for m in p.covering}
+        scopes: dict[int | None, Severity] = {t: Severity.LOW for t in tenants}
+        if not scopes:
+            if not ref.settings.global_observations:
+                continue
+            scopes[None] = Severity.INFO
+        for tenant_id, severity in scopes.items():
+            yield Conflict(
+                ConflictType.MOAS,
+                severity,
+                tenant_id,
+                u.prefix,
+                origin,
+                path_text(u.as_path),
+                u.peer_key,
+                u.timestamp,
+                ",".join(map(str, all_origins)),
+                None,
+                {"origins": all_origins, "new_origin": origin},
+            )

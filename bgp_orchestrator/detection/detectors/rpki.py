@@ -1,0 +1,71 @@
+"""RPKI route origin validation (RFC 6811) of every announcement."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from bgp_orchestrator.bgp.update import path_text
+from bgp_orchestrator.detection.batch import ANNOUNCE, Prepared
+from bgp_orchestrator.detection.conflict import Conflict, ConflictType, Severity
+from bgp_orchestrator.detection.reference import Reference
+from bgp_orchestrator.detection.state import DetectorState
+from bgp_orchestrator.reference.vrps import RovState
+
+VALID = RovState.VALID.value
+NOT_FOUND = RovState.NOT_FOUND.value
+
+
+def rpki_invalid(batch: list[Prepared], ref: Reference, state: DetectorState) -> Iterator[Conflict]:
+    """Invalid routes: on a tenant's prefix (high), accepted by a tenant's router (medium),
+    anywhere else an informational global observation."""
+    vrps = ref.vrps
+    if vrps is None or not len(vrps):
+        return
+    cache = state.rov_cache_for(ref.version)
+    asn_tenants = ref.asn_tenants
+    global_obs = ref.settings.global_observations
+    for p in batch:
+        u = p.u
+        if u.kind != ANNOUNCE or not p.origins:
+            continue
+        # An AS_SET origin cannot match a VRP (RFC 6811 treats it as NONE).
+        origin = p.origins[0] if len(p.origins) == 1 else None
+        key = (u.prefix, origin)
+        result = cache.get(key)
+        if result is None:
+            result = vrps.validate(p.net, origin).value  # type: ignore[arg-type]
+            cache[key] = result
+        if result in (VALID, NOT_FOUND):
+            continue
+        scopes: dict[int | None, Severity] = {}
+        for m in p.covering:
+            scopes[m.tenant_id] = Severity.HIGH
+        for accepting in asn_tenants.get(u.peer_asn, ()):
+            scopes.setdefault(accepting, Severity.MEDIUM)
+        if not scopes:
+            if not global_obs:
+                continue
+            scopes[None] = Severity.INFO
+        covering = [
+            {"asn": asn, "max_length": max_length}
+            for asn, max_length in vrps.covering(p.net)  # type: ignore[arg-type]
+        ][:20]
+        for tenant_id, severity in scopes.items():
+            yield Conflict(
+                ConflictType.RPKI_INVALID,
+                severity,
+                tenant_id,
+                u.prefix,
+                origin,
+                path_text(u.as_path),
+                u.peer_key,
+                u.timestamp,
+                result,
+                None,
+                {
+                    "rov_state": result,
+                    "covering_vrps": covering,
+                    "accepted_by_tenant_router": tenant_id is not None
+                    and severity == Severity.MEDIUM,
+                },
+            )

@@ -1,0 +1,121 @@
+"""The reference snapshot detectors read: monitored prefixes, tenants, VRPs, AS relationships.
+
+Built from PostgreSQL rows and operator files, replaced atomically on reload:
+a detector always sees one consistent snapshot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from bgp_orchestrator.bgp.prefix import WIDTH, Net, parse_net
+from bgp_orchestrator.reference.asrel import Relationships
+from bgp_orchestrator.reference.vrps import VrpIndex
+
+
+@dataclass(frozen=True, slots=True)
+class Monitored:
+    tenant_id: int
+    prefix: str
+    net: Net
+    origins: frozenset[int]
+    max_length: int
+    announced: bool
+
+
+@dataclass(frozen=True)
+class Tenant:
+    id: int
+    asns: frozenset[int] = frozenset()
+    #: neighbour ASN -> relationship ("upstream", "peer", "customer")
+    neighbors: dict[int, str] = field(default_factory=dict)
+
+    @property
+    def carriers(self) -> frozenset[int]:
+        """Neighbours that may be the first hop of the tenant's routes."""
+        return frozenset(a for a, rel in self.neighbors.items() if rel in ("upstream", "peer"))
+
+
+class MonitoredIndex:
+    """Covering lookups of monitored prefixes, by prefix length."""
+
+    def __init__(self, items: Iterable[Monitored]) -> None:
+        self._tables: dict[int, dict[int, dict[int, list[Monitored]]]] = {4: {}, 6: {}}
+        self.items: list[Monitored] = []
+        for m in items:
+            self.items.append(m)
+            self._tables[m.net.afi].setdefault(m.net.length, {}).setdefault(m.net.value, []).append(
+                m
+            )
+        self._lengths = {afi: tuple(sorted(t)) for afi, t in self._tables.items()}
+        self.by_prefix = {m.prefix: m for m in self.items}
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def covering(self, net: Net) -> list[Monitored]:
+        """Monitored prefixes equal to or covering ``net``, most specific last."""
+        lengths = self._lengths[net.afi]
+        if not lengths:
+            return []
+        out: list[Monitored] = []
+        tables = self._tables[net.afi]
+        width = WIDTH[net.afi]
+        for length in lengths:
+            if length > net.length:
+                break
+            found = tables[length].get((net.value >> (width - length)) << (width - length))
+            if found:
+                out.extend(found)
+        return out
+
+
+@dataclass
+class DetectionSettings:
+    #: share of the peers that carried a monitored prefix which must withdraw it
+    visibility_share: float = 0.5
+    #: ignore visibility of prefixes seen by fewer peers than this
+    visibility_min_peers: int = 3
+    #: emit RPKI-invalid / bogon observations for prefixes no tenant monitors
+    global_observations: bool = True
+    #: judge route leaks on every path (analysis) instead of tenant-relevant ones
+    leak_scope: str = "tenant"
+    #: peers linked to more than this many peers are treated as possible partial transit
+    open_peering_degree: int = 1000
+    #: a MOAS needs the other origin to have been seen within this window
+    moas_window_s: float = 3600.0
+
+
+@dataclass
+class Reference:
+    monitored: MonitoredIndex = field(default_factory=lambda: MonitoredIndex(()))
+    tenants: dict[int, Tenant] = field(default_factory=dict)
+    vrps: VrpIndex | None = None
+    relationships: Relationships | None = None
+    settings: DetectionSettings = field(default_factory=DetectionSettings)
+    version: str = "empty"
+
+    def __post_init__(self) -> None:
+        self.asn_tenants: dict[int, tuple[int, ...]] = {}
+        for tenant in self.tenants.values():
+            for asn in tenant.asns:
+                self.asn_tenants[asn] = (*self.asn_tenants.get(asn, ()), tenant.id)
+
+
+def monitored_from_rows(rows: Iterable[dict[str, object]]) -> MonitoredIndex:
+    """Rows of the ``prefixes`` table (tenant_id, prefix, origin_asns, max_length, announced)."""
+    items = []
+    for row in rows:
+        prefix = str(row["prefix"])
+        items.append(
+            Monitored(
+                tenant_id=int(row["tenant_id"]),  # type: ignore[call-overload]
+                prefix=prefix,
+                net=parse_net(prefix),
+                origins=frozenset(int(a) for a in row["origin_asns"]),  # type: ignore[attr-defined]
+                max_length=int(row["max_length"]),  # type: ignore[call-overload]
+                announced=bool(row["announced"]),
+            )
+        )
+    return MonitoredIndex(items)

@@ -1,0 +1,33 @@
+"""Per-prefix state held by a detector between batches (MOAS origins, visibility, caches)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Visibility:
+    carrying: set[str] = field(default_factory=set)
+    peak: int = 0
+    alerted: bool = False
+
+
+@dataclass
+class DetectorState:
+    #: prefix -> {origin ASN: last seen}
+    origins: dict[str, dict[int, float]] = field(default_factory=dict)
+    #: monitored prefix -> which peers carry it
+    visibility: dict[str, Visibility] = field(default_factory=dict)
+    #: (prefix, origin) -> RPKI state, for the reference version in ``rov_version``
+    rov_cache: dict[tuple[str, int | None], str] = field(default_factory=dict)
+    rov_version: str = ""
+    max_cache: int = 2_000_000
+    #: the leak judge built for the reference version in ``leak_judge_version``
+    leak_judge: object | None = None
+    leak_judge_version: str = ""
+
+    def rov_cache_for(self, version: str) -> dict[tuple[str, int | None], str]:
+        if version != self.rov_version or len(self.rov_cache) > self.max_cache:
+            self.rov_cache = {}
+            self.rov_version = version
+        return self.rov_cache

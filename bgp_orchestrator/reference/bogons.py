@@ -1,0 +1,84 @@
+"""Bogon prefixes (IANA special-purpose registries, RFC 6890) and bogon ASNs."""
+
+from __future__ import annotations
+
+from bgp_orchestrator.bgp.prefix import Net, parse_net, truncate
+
+# IPv4 special-purpose address registry (RFC 6890 and updates) plus 0/8,
+# multicast and the class E space: none of these belongs in the global table.
+IPV4_BOGONS = (
+    "0.0.0.0/8",  # "this network", RFC 791
+    "10.0.0.0/8",  # private, RFC 1918
+    "100.64.0.0/10",  # shared address space, RFC 6598
+    "127.0.0.0/8",  # loopback
+    "169.254.0.0/16",  # link local
+    "172.16.0.0/12",  # private
+    "192.0.0.0/24",  # IETF protocol assignments
+    "192.0.2.0/24",  # TEST-NET-1, RFC 5737
+    "192.88.99.0/24",  # deprecated 6to4 relay anycast, RFC 7526
+    "192.168.0.0/16",  # private
+    "198.18.0.0/15",  # benchmarking, RFC 2544
+    "198.51.100.0/24",  # TEST-NET-2
+    "203.0.113.0/24",  # TEST-NET-3
+    "224.0.0.0/4",  # multicast
+    "240.0.0.0/4",  # reserved (class E) and limited broadcast
+)
+# IPv6: everything outside 2000::/3 is not global unicast; inside it, the
+# special-purpose blocks of the IPv6 registry.
+IPV6_GLOBAL = parse_net("2000::/3")
+IPV6_BOGONS = (
+    "2001::/23",  # IETF protocol assignments (Teredo, ORCHID, ...), RFC 2928
+    "2001:db8::/32",  # documentation, RFC 3849
+    "2002::/16",  # 6to4, RFC 3056 (deprecated for new announcements)
+    "3ffe::/16",  # former 6bone, RFC 3701
+    "3fff::/20",  # documentation, RFC 9637
+)
+
+_V4 = tuple(parse_net(p) for p in IPV4_BOGONS)
+_V6 = tuple(parse_net(p) for p in IPV6_BOGONS)
+# Well-known exceptions inside bogon blocks that are announced on purpose.
+_V6_ALLOWED = (parse_net("2001::/32"),)  # Teredo is announced
+
+
+def bogon_prefix(net: Net) -> str | None:
+    """The bogon block covering ``net`` (text), or None if it may be announced."""
+    if net.afi == 4:
+        for block in _V4:
+            if net.length >= block.length and truncate(net, block.length).value == block.value:
+                return str(block)
+        if net.length < 8:
+            return "shorter than /8"
+        return None
+    if net.length < 3 or truncate(net, 3).value != IPV6_GLOBAL.value:
+        return "outside 2000::/3"
+    for allowed in _V6_ALLOWED:
+        if net.length >= allowed.length and truncate(net, allowed.length).value == allowed.value:
+            return None
+    for block in _V6:
+        if net.length >= block.length and truncate(net, block.length).value == block.value:
+            return str(block)
+    return None
+
+
+# (first, last, reason) of the reserved and special-purpose ASN ranges.
+BOGON_ASN_RANGES = (
+    (0, 0, "AS0 is reserved (RFC 7607)"),
+    (23456, 23456, "AS_TRANS (RFC 6793)"),
+    (64496, 64511, "documentation ASN (RFC 5398)"),
+    (64512, 65534, "private ASN (RFC 6996)"),
+    (65535, 65535, "reserved ASN (RFC 7300)"),
+    (65536, 65551, "documentation ASN (RFC 5398)"),
+    (65552, 131071, "reserved ASN (IANA)"),
+    (4200000000, 4294967294, "private ASN (RFC 6996)"),
+    (4294967295, 4294967295, "reserved ASN (RFC 7300)"),
+)
+
+
+def bogon_asn(asn: int) -> str | None:
+    """Why ``asn`` must not appear in a public AS path, or None."""
+    if 0 < asn < 23456 or 23456 < asn < 64496 or 131071 < asn < 4200000000:
+        return None
+    for first, last, reason in BOGON_ASN_RANGES:
+        if first <= asn <= last:
+            return reason
+    return None

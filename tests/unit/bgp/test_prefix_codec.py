@@ -1,0 +1,75 @@
+import pytest
+
+from bgp_orchestrator.bgp import codec
+from bgp_orchestrator.bgp.parsers.common import Malformed
+from bgp_orchestrator.bgp.prefix import (
+    Net,
+    bucket_of,
+    covers,
+    format_net,
+    parse_net,
+    partition_for,
+)
+from bgp_orchestrator.bgp.update import Kind, Update
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "0.0.0.0/0",
+        "45.65.12.0/24",
+        "2a0b:4e00::/32",
+        "::/0",
+        "2a0b:4e00:1:1::/64",
+        "255.255.255.255/32",
+    ],
+)
+def test_round_trip(text: str) -> None:
+    assert format_net(parse_net(text)) == text
+
+
+@pytest.mark.parametrize(
+    "bad", ["45.65.12.1/24", "1.2.3.4", "1.2.3.4/33", "x/8", "::/129", "1.2.3.4/a"]
+)
+def test_rejects(bad: str) -> None:
+    with pytest.raises(ValueError):
+        parse_net(bad)
+
+
+def test_buckets_keep_more_specifics_together() -> None:
+    assert bucket_of("45.65.12.0/24") == bucket_of("45.65.0.0/16") == "45.65.0.0/16"
+    assert bucket_of("45.0.0.0/8") == "45.0.0.0/8"  # shorter than /16: its own bucket
+    assert bucket_of("2a0b:4e00:1::/48") == "2a0b:4e00::/32"
+    for n in (4, 8, 32):
+        assert partition_for("45.65.12.0/24", n) == partition_for("45.65.200.0/22", n)
+    assert covers(parse_net("45.65.0.0/16"), parse_net("45.65.12.0/24"))
+    assert not covers(parse_net("45.65.12.0/24"), parse_net("45.65.0.0/16"))
+    assert not covers(Net(4, 0, 0), parse_net("::/0"))
+
+
+def test_codec_round_trip_and_session_broadcast() -> None:
+    ups = [
+        Update(
+            Kind.ANNOUNCE,
+            1.5,
+            "10.0.0.1",
+            3356,
+            "45.65.12.0/24",
+            (3356, (1, 2)),
+            (5,),
+            "nh",
+            "test",
+            "c",
+            ((1, 2, 3),),
+        ),
+        Update(Kind.PEER_DOWN, 2.0, "10.0.0.1", 3356),
+    ]
+    assert codec.decode_batch(codec.encode_batch(ups)) == ups
+    groups = codec.split_by_partition(ups, 4)
+    assert sum(1 for g in groups.values() if ups[1] in g) == 4
+
+
+@pytest.mark.parametrize("data", [b"\x00\x01garbage", b"", codec.encode_batch([])[:-1]])
+def test_codec_rejects_garbage(data: bytes) -> None:
+    with pytest.raises(Malformed):
+        codec.decode_batch(data)
