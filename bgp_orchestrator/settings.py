@@ -115,6 +115,26 @@ class Settings(BaseSettings):
     haproxy_stats_port: int = 8404
     haproxy_metrics_port: int = 9101
 
+    # The BGP data path.
+    kafka_topic: str = Field("bgp.updates", pattern=r"^[A-Za-z0-9._-]{1,200}$")
+    kafka_dlq_topic: str = Field("bgp.updates.dlq", pattern=r"^[A-Za-z0-9._-]{1,200}$")
+    kafka_partitions: int = Field(
+        8, ge=1, le=1024, description="Partitions of the updates topic (created by `up`)."
+    )
+    detector_group: str = Field("bgpo-detectors", description="Kafka consumer group of detectors")
+    rpki_vrp_file: Path | None = Field(
+        None, description="Routinator / rpki-client VRP export (CSV or JSON); reloaded on change."
+    )
+    as_relationships_file: Path | None = Field(
+        None, description="CAIDA serial-1/serial-2 AS relationships (plain, .bz2 or .gz)."
+    )
+    visibility_share: float = Field(0.5, gt=0, le=1)
+    visibility_min_peers: int = Field(3, ge=1)
+    global_observations: bool = Field(
+        True, description="Store RPKI-invalid/bogon/MOAS observations of prefixes no tenant owns."
+    )
+    rislive_url: str = "wss://ris-live.ripe.net/v1/ws/"
+
     # PostgreSQL pool.
     db_pool_min_size: int = Field(0, ge=0)
     db_pool_max_size: int = Field(10, ge=1)

@@ -1,0 +1,1 @@
+"""Getting BGP updates into Kafka: sources, the publisher, the dead-letter topic."""

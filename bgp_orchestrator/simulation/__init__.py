@@ -1,0 +1,1 @@
+"""A simulated Internet for demos, tests and benchmarks: peers, prefixes, incidents with labels."""

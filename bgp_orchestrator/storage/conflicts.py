@@ -1,0 +1,102 @@
+"""Conflicts in PostgreSQL: idempotent upserts from detectors, queries and state changes.
+
+The upsert is idempotent: replaying the same observations (after a detector
+restart) changes nothing: first/last seen are min/max, peers a bounded
+union, and a resolved conflict reopens only for an observation newer than
+its resolution. State changes are recorded in ``conflict_events`` by a
+trigger in the same transaction (the outbox webhooks and the live stream
+read), so an event is never lost and never written twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+import orjson
+
+from bgp_orchestrator.detection.sink import MAX_PEERS, Aggregate
+
+# The peer list is capped at sink.MAX_PEERS (100) entries.
+UPSERT = """
+INSERT INTO conflicts AS c (key, tenant_id, type, severity, prefix, origin_asn, detail_key,
+                            as_path, monitored_prefix, peers, first_seen, last_seen, state,
+                            resolved_at, details)
+SELECT i.key, i.tenant_id, i.type, i.severity, i.prefix::cidr, i.origin_asn, i.detail_key,
+       i.as_path, i.monitored_prefix::cidr, i.peers, to_timestamp(i.first_seen),
+       to_timestamp(i.last_seen),
+       CASE WHEN i.resolved THEN 'resolved' ELSE 'ongoing' END,
+       CASE WHEN i.resolved THEN to_timestamp(i.last_seen) END,
+       i.details::jsonb
+FROM jsonb_to_recordset($1::jsonb) AS i(
+    key text, tenant_id bigint, type text, severity text, prefix text, origin_asn bigint,
+    detail_key text, as_path text, monitored_prefix text, peers text[], first_seen float8,
+    last_seen float8, resolved boolean, details text)
+ON CONFLICT (key) DO UPDATE SET
+    first_seen = LEAST(c.first_seen, EXCLUDED.first_seen),
+    last_seen = GREATEST(c.last_seen, EXCLUDED.last_seen),
+    severity = CASE WHEN array_position(ARRAY['info','low','medium','high','critical'],
+                                        EXCLUDED.severity)
+                         > array_position(ARRAY['info','low','medium','high','critical'],
+                                          c.severity)
+                    THEN EXCLUDED.severity ELSE c.severity END,
+    as_path = CASE WHEN EXCLUDED.last_seen >= c.last_seen THEN EXCLUDED.as_path
+                   ELSE c.as_path END,
+    details = CASE WHEN EXCLUDED.last_seen >= c.last_seen THEN EXCLUDED.details
+                   ELSE c.details END,
+    peers = (SELECT coalesce(array_agg(p ORDER BY p), '{}') FROM (
+                 SELECT DISTINCT p FROM unnest(c.peers || EXCLUDED.peers) AS p
+                 ORDER BY p LIMIT 100) AS merged),
+    state = CASE
+        WHEN EXCLUDED.state = 'resolved' AND c.state = 'ongoing'
+             AND EXCLUDED.last_seen >= c.last_seen THEN 'resolved'
+        WHEN EXCLUDED.state = 'ongoing' AND c.state = 'resolved'
+             AND EXCLUDED.last_seen > c.resolved_at THEN 'ongoing'
+        ELSE c.state END,
+    resolved_at = CASE
+        WHEN EXCLUDED.state = 'resolved' AND c.state = 'ongoing'
+             AND EXCLUDED.last_seen >= c.last_seen THEN EXCLUDED.last_seen
+        ELSE c.resolved_at END,
+    state_changed_at = CASE
+        WHEN (EXCLUDED.state = 'resolved' AND c.state = 'ongoing'
+              AND EXCLUDED.last_seen >= c.last_seen)
+          OR (EXCLUDED.state = 'ongoing' AND c.state = 'resolved'
+              AND EXCLUDED.last_seen > c.resolved_at) THEN now()
+        ELSE c.state_changed_at END,
+    updated_at = now()
+"""
+
+
+def _row(agg: Aggregate) -> dict[str, Any]:
+    c = agg.conflict
+    return {
+        "key": c.key,
+        "tenant_id": c.tenant_id,
+        "type": c.type.value,
+        "severity": c.severity.value,
+        "prefix": c.prefix,
+        "origin_asn": c.origin_asn,
+        "detail_key": c.detail_key,
+        "as_path": c.as_path,
+        "monitored_prefix": c.monitored_prefix,
+        "peers": sorted(agg.peers)[:MAX_PEERS],
+        "first_seen": agg.first_seen,
+        "last_seen": agg.last_seen,
+        "resolved": c.resolved,
+        "details": orjson.dumps(c.details).decode(),
+    }
+
+
+async def upsert(conn: asyncpg.Connection, aggregates: Sequence[Aggregate]) -> None:
+    """Store a batch of aggregated observations (one statement, one round trip)."""
+    if not aggregates:
+        return
+    # A resolution and an observation of the same key go in order: observation first.
+    ordered = sorted(aggregates, key=lambda a: (a.conflict.key, a.conflict.resolved))
+    opened = [a for a in ordered if not a.conflict.resolved]
+    resolved = [a for a in ordered if a.conflict.resolved]
+    for group in (opened, resolved):
+        if group:
+            payload = orjson.dumps([_row(a) for a in group]).decode()
+            await conn.execute(UPSERT, payload)
