@@ -15,9 +15,19 @@ from fastapi import FastAPI
 
 from bgp_orchestrator import __version__
 from bgp_orchestrator.api import problems
+from bgp_orchestrator.api.broadcast import ConflictBroadcaster
 from bgp_orchestrator.api.deps import TenantCache
 from bgp_orchestrator.api.metrics import ApiMetrics, MetricsMiddleware
-from bgp_orchestrator.api.routes import asns, health, neighbors, prefixes, sessions, tenants
+from bgp_orchestrator.api.routes import (
+    asns,
+    conflicts,
+    health,
+    neighbors,
+    prefixes,
+    sessions,
+    tenants,
+    webhooks,
+)
 from bgp_orchestrator.errors import ConfigurationError
 from bgp_orchestrator.settings import Settings
 from bgp_orchestrator.storage.database import Database, PoolOptions
@@ -64,9 +74,12 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         db = database or database_for(settings)
         app.state.database = db
+        dsn = settings.database_url.get_secret_value() if settings.database_url else None
+        app.state.broadcaster = ConflictBroadcaster(dsn or "")
         try:
             yield
         finally:
+            await app.state.broadcaster.close()
             if database is None:
                 await db.close()
 
@@ -84,8 +97,10 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.state.tenant_cache = TenantCache()
     if database is not None:
         app.state.database = database
+        dsn = settings.database_url.get_secret_value() if settings.database_url else ""
+        app.state.broadcaster = ConflictBroadcaster(dsn)
     problems.install(app)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
-    for module in (health, tenants, asns, neighbors, sessions, prefixes):
+    for module in (health, tenants, asns, neighbors, sessions, prefixes, conflicts, webhooks):
         app.include_router(module.router)
     return app

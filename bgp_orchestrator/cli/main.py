@@ -70,7 +70,11 @@ def version() -> None:
 
 
 @app.command()
-def up() -> None:
+def up(
+    demo: Annotated[
+        bool, typer.Option(help="Also run a simulated world with incidents, so conflicts appear")
+    ] = False,
+) -> None:
     """Start the stack: services (embedded unless configured), migrations, Ray head, Serve apps."""
     from bgp_orchestrator.stack import lifecycle
 
@@ -81,7 +85,7 @@ def up() -> None:
             status.update(message + " ...")
             console.log(message)
 
-        info = _run(lambda: lifecycle.up(settings, step))
+        info = _run(lambda: lifecycle.up(settings, step, demo=demo))
     console.print(f"\n[green]BGP Orchestrator is up[/] in {info.seconds:.0f}s\n")
     table = Table(show_header=False, box=None)
     table.add_row("API", info.api_url + "/api/v1")
@@ -95,6 +99,11 @@ def up() -> None:
 
         table.add_row(f"{name} (embedded)", redact(url))
     console.print(table)
+    if demo:
+        console.print(
+            "\nThe demo simulator injects an incident every few seconds; watch them arrive:\n"
+            f"  curl -N -H 'X-Tenant: sim-tenant-1' {info.api_url}/api/v1/conflicts/stream"
+        )
     console.print("\nStop it with [bold]bgpo down[/]; check it with [bold]bgpo status[/].")
 
 
@@ -195,6 +204,15 @@ def serve_config_cmd(
         + ", ".join(serve_config.app_names(config))
     )
 
+
+def _register() -> None:
+    from bgp_orchestrator.cli.ingest import ingest_app, simulate
+
+    app.add_typer(ingest_app, name="ingest")
+    app.command()(simulate)
+
+
+_register()
 
 if __name__ == "__main__":
     app()

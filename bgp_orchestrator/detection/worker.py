@@ -155,6 +155,21 @@ class DetectionWorker:
         state = None
         if checkpoint is not None:
             offset, blob = checkpoint
+            end = (await self._consumer.end_offsets([tp]))[tp]
+            if offset > end:
+                # The topic was recreated (e.g. an in-memory broker restarted): the
+                # checkpoint describes a log that no longer exists.
+                log.warning(
+                    "%s: checkpoint of partition %d is at offset %d beyond the end "
+                    "of the log (%d); discarding it",
+                    self.name,
+                    tp.partition,
+                    offset,
+                    end,
+                )
+                checkpoint = None
+        if checkpoint is not None:
+            offset, blob = checkpoint
             try:
                 state = load_state(blob)
                 self._consumer.seek(tp, offset)
@@ -264,7 +279,10 @@ class DetectionWorker:
         self.stats.last_batch_at = time.time()
         self.stats.busy_s += time.perf_counter() - started
         if self.on_batch is not None:
-            self.on_batch(self.stats)
+            try:
+                self.on_batch(self.stats)
+            except Exception:  # metrics export must never stop detection
+                log.exception("%s: the batch callback failed", self.name)
 
     async def _dead_letter(self, letter: DeadLetter) -> None:
         self.stats.dead_letters[letter.code] += 1

@@ -206,6 +206,9 @@ SESSIONS = TenantTable(
     },
     generated=("afi",),
 )
+WEBHOOKS = TenantTable(
+    "webhooks", ("name", "url", "format", "min_severity", "types", "enabled"), "id"
+)
 PREFIXES = TenantTable(
     "prefixes",
     ("prefix", "origin_asns", "max_length", "announced", "description"),

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from bgp_orchestrator import probes
 from bgp_orchestrator.errors import ServiceUnavailable
+from bgp_orchestrator.ingest.publisher import ensure_topics
+from bgp_orchestrator.local.process import PidFile, spawn_detached, terminate
 from bgp_orchestrator.local.services import Endpoints, embedded_services, endpoints
 from bgp_orchestrator.settings import Settings
 from bgp_orchestrator.stack import serve_config
@@ -72,8 +75,10 @@ def wait_ready(url: str, timeout_s: float = 60.0) -> None:
     raise ServiceUnavailable("api-not-ready", f"the API did not become ready: {last}")
 
 
-def up(settings: Settings, step: Step = _quiet) -> StackInfo:
+def up(settings: Settings, step: Step = _quiet, demo: bool = False) -> StackInfo:
     started = time.monotonic()
+    if demo:
+        settings = demo_settings(settings)
     ep = endpoints(settings)
     config = serve_config.validate(serve_config.load())
     head = LocalRayHead(settings) if settings.ray_address is None else None
@@ -96,6 +101,19 @@ def up(settings: Settings, step: Step = _quiet) -> StackInfo:
     step("applying database migrations")
     migrate.upgrade(ep.database_url)
 
+    step("creating the Kafka topics")
+    asyncio.run(
+        ensure_topics(
+            ep.kafka_bootstrap_servers,
+            settings.kafka_topic,
+            settings.kafka_dlq_topic,
+            settings.kafka_partitions,
+        )
+    )
+    if demo:
+        step("loading the demo world (3 tenants, simulated ROAs and AS relationships)")
+        asyncio.run(demo_setup(settings))
+
     if head is not None and not head.running():
         step("starting the local Ray head")
         head.start()
@@ -107,8 +125,87 @@ def up(settings: Settings, step: Step = _quiet) -> StackInfo:
     client.wait_running(serve_config.app_names(local))
     step("waiting for the API to be ready")
     wait_ready(info.api_url)
+    if demo:
+        step("starting the demo simulator")
+        start_demo(settings)
+        info.services["demo simulator"] = f"{DEMO_RATE:.0f} updates/s, tenants sim-tenant-1..3"
     info.seconds = time.monotonic() - started
     return info
+
+
+# --- the demo ------------------------------------------------------------------------
+
+DEMO_SEED = 42
+DEMO_RATE = 200.0
+DEMO_WORLD = {"seed": DEMO_SEED, "peers": 2000, "prefixes": 5000}
+
+
+def demo_settings(settings: Settings) -> Settings:
+    """Point the detectors at the demo world's reference files unless the operator set some."""
+    folder = settings.data_dir / "simulation"
+    update: dict[str, object] = {}
+    if settings.rpki_vrp_file is None:
+        update["rpki_vrp_file"] = folder / "vrps.csv"
+    if settings.as_relationships_file is None:
+        update["as_relationships_file"] = folder / "as-rel.txt"
+    changed = settings.model_copy(update=update)
+    changed.model_fields_set.update(update)
+    return changed
+
+
+async def demo_setup(settings: Settings) -> None:
+    import asyncpg
+
+    from bgp_orchestrator.simulation.setup import seed_tenants, write_reference_files
+    from bgp_orchestrator.simulation.world import build
+    from bgp_orchestrator.storage.database import asyncpg_dsn
+
+    world = build(**DEMO_WORLD)
+    write_reference_files(world, settings.data_dir / "simulation")
+    conn = await asyncpg.connect(asyncpg_dsn(endpoints(settings).database_url))
+    try:
+        await seed_tenants(conn, world)
+    finally:
+        await conn.close()
+
+
+def demo_process(settings: Settings) -> PidFile:
+    return PidFile(settings.run_dir / "demo.pid")
+
+
+def start_demo(settings: Settings) -> None:
+    import sys
+
+    pidfile = demo_process(settings)
+    if pidfile.process() is not None:
+        return
+    argv = [
+        sys.executable,
+        "-m",
+        "bgp_orchestrator.cli.main",
+        "simulate",
+        "--seed",
+        str(DEMO_WORLD["seed"]),
+        "--peers",
+        str(DEMO_WORLD["peers"]),
+        "--prefixes",
+        str(DEMO_WORLD["prefixes"]),
+        "--rate",
+        str(DEMO_RATE),
+        "--duration",
+        "300",
+        "--incidents",
+        "30",
+        "--loop",
+    ]
+    env = {
+        **os.environ,
+        **serve_config.configured_env(settings),
+        **endpoints(settings).as_env(),
+        "BGPO_DATA_DIR": str(settings.data_dir),
+    }
+    proc = spawn_detached(argv, settings.run_dir / "demo.log", env=env)
+    pidfile.write(proc.pid)
 
 
 def down(settings: Settings, step: Step = _quiet) -> list[str]:
@@ -125,6 +222,12 @@ def down(settings: Settings, step: Step = _quiet) -> list[str]:
             step("stopping the local Ray head")
             head.stop()
             stopped.append("ray head")
+    demo = demo_process(settings).process()
+    if demo is not None:
+        step("stopping the demo simulator")
+        terminate([demo])
+        demo_process(settings).remove()
+        stopped.append("demo simulator")
     for svc in reversed(embedded_services(settings)):
         if svc.pid() is not None:
             step(f"stopping {svc.title}")

@@ -74,16 +74,28 @@ def for_local(config: dict[str, Any], settings: Settings, env: dict[str, str]) -
     http = local.setdefault("http_options", {})
     http["host"] = settings.api_host
     http["port"] = settings.api_port
-    app_env = {
-        "BGPO_ENVIRONMENT": settings.environment,
-        "BGPO_LOG_LEVEL": settings.log_level,
-        "BGPO_DATA_DIR": str(settings.data_dir),
-        **env,
-    }
+    app_env = {**configured_env(settings), "BGPO_DATA_DIR": str(settings.data_dir), **env}
     for app in local.get("applications", []):
         runtime_env = app.setdefault("runtime_env", {})
         runtime_env["env_vars"] = {**runtime_env.get("env_vars", {}), **app_env}
     return validate(local)
+
+
+def configured_env(settings: Settings) -> dict[str, str]:
+    """BGPO_* variables for every setting the operator set (environment or .env file),
+    so the Serve applications run with the configuration `bgpo up` ran with."""
+    out: dict[str, str] = {
+        "BGPO_ENVIRONMENT": settings.environment,
+        "BGPO_LOG_LEVEL": settings.log_level,
+    }
+    for name in settings.model_fields_set:
+        value = getattr(settings, name)
+        if value is None:
+            continue
+        if hasattr(value, "get_secret_value"):
+            value = value.get_secret_value()
+        out[f"BGPO_{name.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
+    return out
 
 
 def app_names(config: dict[str, Any]) -> list[str]:

@@ -100,3 +100,78 @@ async def upsert(conn: asyncpg.Connection, aggregates: Sequence[Aggregate]) -> N
         if group:
             payload = orjson.dumps([_row(a) for a in group]).decode()
             await conn.execute(UPSERT, payload)
+
+
+SELECT = """
+SELECT id, type, severity, state, tenant_id, prefix::text AS prefix, origin_asn, detail_key,
+       as_path, monitored_prefix::text AS monitored_prefix, peers,
+       cardinality(peers) AS peer_count, first_seen, last_seen, resolved_at, state_changed_at,
+       details::text AS details, created_at
+FROM conflicts
+"""
+
+
+def conflict_dict(row: asyncpg.Record) -> dict[str, Any]:
+    out = dict(row)
+    out["details"] = orjson.loads(out["details"]) if out.get("details") else {}
+    out["scope"] = "tenant" if out["tenant_id"] is not None else "global"
+    return out
+
+
+async def page(
+    conn: asyncpg.Connection, clauses: list[str], args: list[Any], limit: int, offset: int
+) -> tuple[list[dict[str, Any]], int]:
+    where = " AND ".join(clauses) if clauses else "TRUE"
+    n = len(args)
+    rows = await conn.fetch(
+        f"{SELECT.replace('FROM conflicts', ', count(*) OVER () AS total_rows FROM conflicts')}"
+        f" WHERE {where} ORDER BY last_seen DESC, id DESC LIMIT ${n + 1} OFFSET ${n + 2}",
+        *args,
+        limit,
+        offset,
+    )
+    if rows:
+        total = int(rows[0]["total_rows"])
+    elif offset == 0:
+        total = 0
+    else:
+        total = int(await conn.fetchval(f"SELECT count(*) FROM conflicts WHERE {where}", *args))
+    items = []
+    for row in rows:
+        item = conflict_dict(row)
+        item.pop("total_rows", None)
+        items.append(item)
+    return items, total
+
+
+async def get(conn: asyncpg.Connection, conflict_id: int) -> dict[str, Any] | None:
+    row = await conn.fetchrow(f"{SELECT} WHERE id = $1", conflict_id)
+    return conflict_dict(row) if row is not None else None
+
+
+async def set_state(
+    conn: asyncpg.Connection, conflict_id: int, state: str
+) -> dict[str, Any] | None:
+    row = await conn.fetchrow(
+        "UPDATE conflicts SET state = $2, state_changed_at = now(), updated_at = now(), "
+        "resolved_at = CASE WHEN $2 = 'resolved' THEN now() ELSE resolved_at END "
+        "WHERE id = $1 RETURNING id",
+        conflict_id,
+        state,
+    )
+    return await get(conn, conflict_id) if row is not None else None
+
+
+async def events_after(
+    conn: asyncpg.Connection, tenant_id: int, after_id: int, limit: int = 500
+) -> list[asyncpg.Record]:
+    """Events of a tenant newer than ``after_id`` (for Last-Event-ID resumption)."""
+    return list(
+        await conn.fetch(
+            "SELECT id, conflict_id, event FROM conflict_events "
+            "WHERE id > $1 AND tenant_id = $2 ORDER BY id LIMIT $3",
+            after_id,
+            tenant_id,
+            limit,
+        )
+    )

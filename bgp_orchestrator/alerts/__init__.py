@@ -1,0 +1,1 @@
+"""Alert fan-out: conflict events from the outbox to tenants' webhooks, with retries."""

@@ -1,0 +1,94 @@
+"""Alert webhooks of a tenant: generic JSON or Slack-compatible, filtered by severity and type."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, status
+
+from bgp_orchestrator.api.conflict_schemas import WebhookCreate, WebhookOut, WebhookUpdate
+from bgp_orchestrator.api.deps import DatabaseDep, PagingDep, TenantId
+from bgp_orchestrator.api.problems import documented
+from bgp_orchestrator.api.routes.common import ObjectId
+from bgp_orchestrator.errors import ConfigConflict, NotFound
+from bgp_orchestrator.peering.repository import WEBHOOKS, Where
+from bgp_orchestrator.peering.schemas import Page
+
+router = APIRouter(prefix="/api/v1/webhooks", tags=["alerts"], responses=documented(401, 422, 503))
+
+
+def _values(body: WebhookCreate | WebhookUpdate, partial: bool) -> dict[str, Any]:
+    data = body.model_dump(exclude_unset=partial, exclude_none=partial)
+    if "url" in data:
+        data["url"] = str(data["url"])
+    if "types" in data:
+        data["types"] = [t.value for t in data["types"]]
+    if "min_severity" in data:
+        data["min_severity"] = data["min_severity"].value
+    return data
+
+
+async def _name_free(conn: Any, tenant_id: int, name: str, exclude: int | None) -> None:
+    taken = await conn.fetchval(
+        "SELECT id FROM webhooks WHERE tenant_id = $1 AND name = $2 AND id IS DISTINCT FROM $3",
+        tenant_id,
+        name,
+        exclude,
+    )
+    if taken is not None:
+        raise ConfigConflict(
+            "webhook-exists", f"a webhook named {name!r} already exists (id {taken})", "name", name
+        )
+
+
+@router.post(
+    "", status_code=status.HTTP_201_CREATED, response_model=WebhookOut, responses=documented(409)
+)
+async def create_webhook(
+    body: WebhookCreate, db: DatabaseDep, tenant_id: TenantId
+) -> dict[str, Any]:
+    async with db.transaction() as conn:
+        await _name_free(conn, tenant_id, body.name, None)
+        return await WEBHOOKS.insert(conn, tenant_id, _values(body, partial=False))
+
+
+@router.get("", response_model=Page[WebhookOut])
+async def list_webhooks(db: DatabaseDep, tenant_id: TenantId, page: PagingDep) -> dict[str, Any]:
+    async with db.connection() as conn:
+        items, total = await WEBHOOKS.page(conn, tenant_id, Where(), page.limit, page.offset)
+    return {"items": items, "total": total, "limit": page.limit, "offset": page.offset}
+
+
+@router.get("/{webhook_id}", response_model=WebhookOut, responses=documented(404))
+async def get_webhook(
+    db: DatabaseDep, tenant_id: TenantId, webhook_id: Annotated[int, ObjectId]
+) -> dict[str, Any]:
+    async with db.connection() as conn:
+        found = await WEBHOOKS.get(conn, tenant_id, webhook_id)
+    if found is None:
+        raise NotFound("webhook-not-found", f"no webhook with id {webhook_id}", "id", webhook_id)
+    return found
+
+
+@router.patch("/{webhook_id}", response_model=WebhookOut, responses=documented(404, 409))
+async def update_webhook(
+    body: WebhookUpdate, db: DatabaseDep, tenant_id: TenantId, webhook_id: Annotated[int, ObjectId]
+) -> dict[str, Any]:
+    async with db.transaction() as conn:
+        if body.name is not None:
+            await _name_free(conn, tenant_id, body.name, webhook_id)
+        updated = await WEBHOOKS.update(conn, tenant_id, webhook_id, _values(body, partial=True))
+    if updated is None:
+        raise NotFound("webhook-not-found", f"no webhook with id {webhook_id}", "id", webhook_id)
+    return updated
+
+
+@router.delete("/{webhook_id}", status_code=status.HTTP_204_NO_CONTENT, responses=documented(404))
+async def delete_webhook(
+    db: DatabaseDep, tenant_id: TenantId, webhook_id: Annotated[int, ObjectId]
+) -> None:
+    async with db.transaction() as conn:
+        if not await WEBHOOKS.delete(conn, tenant_id, webhook_id):
+            raise NotFound(
+                "webhook-not-found", f"no webhook with id {webhook_id}", "id", webhook_id
+            )
