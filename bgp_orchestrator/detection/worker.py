@@ -188,6 +188,12 @@ class DetectionWorker:
                     exc,
                 )
                 state = None
+        if state is None:
+            # No usable checkpoint: rebuild the state from the start of the retained log
+            # (the committed offset alone would skip the history MOAS and visibility
+            # need); the conflicts raised again on the way are idempotent upserts.
+            await self._consumer.seek_to_beginning(tp)
+            self.positions.pop(tp.partition, None)
         self.pipelines[tp.partition] = Pipeline(self.loader.reference, state)
 
     async def _save_checkpoints(self, partitions: list[int]) -> None:

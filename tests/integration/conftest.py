@@ -23,13 +23,15 @@ import pytest
 import uvicorn
 
 from bgp_orchestrator.api.app import create_app
+from bgp_orchestrator.local.kafka import EmbeddedKafka
 from bgp_orchestrator.local.postgres import EmbeddedPostgres
+from bgp_orchestrator.local.redis import EmbeddedRedis
 from bgp_orchestrator.settings import Settings
 from bgp_orchestrator.storage import migrate
 from bgp_orchestrator.storage.database import Database
 from tests.conftest import free_port
 
-TABLES = "tenants, peer_prefix_counts"
+TABLES = "tenants, peer_prefix_counts, conflicts"
 
 
 def with_database(url: str, name: str) -> str:
@@ -176,3 +178,31 @@ def live_api(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
     settings = Settings(database_url=database_url, data_dir=tmp_path_factory.mktemp("live"))
     with LiveServer(create_app(settings)) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Kafka-protocol broker: the embedded Tansu (no CI machine runs Kafka)."""
+    settings = Settings(data_dir=tmp_path_factory.mktemp("kafka"), embedded_kafka_port=free_port())
+    broker = EmbeddedKafka(settings)
+    broker.start()
+    try:
+        yield broker.url
+    finally:
+        broker.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """BGPO_TEST_REDIS_URL (CI: the machine's Redis), else an embedded one."""
+    configured = os.environ.get("BGPO_TEST_REDIS_URL")
+    if configured:
+        yield configured
+        return
+    settings = Settings(data_dir=tmp_path_factory.mktemp("redis"), embedded_redis_port=free_port())
+    server = EmbeddedRedis(settings)
+    server.start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
