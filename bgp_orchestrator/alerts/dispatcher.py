@@ -133,9 +133,9 @@ class AlertDispatcher:
                     error,
                 )
             await conn.execute(
-                "UPDATE webhook_deliveries SET attempts = $2, last_error = $3, "
-                "status = CASE WHEN $2 >= $4 THEN 'failed' ELSE 'pending' END, "
-                "next_attempt_at = now() + make_interval(secs => least(power(2, $2), 3600)) "
+                "UPDATE webhook_deliveries SET attempts = $2::int, last_error = $3::text, "
+                "status = CASE WHEN $2::int >= $4::int THEN 'failed' ELSE 'pending' END, "
+                "next_attempt_at = now() + make_interval(secs => least(power(2, $2::int), 3600)) "
                 "WHERE id = $1",
                 lease["id"],
                 attempts,
