@@ -105,6 +105,11 @@ class Settings(BaseSettings):
         description="Session directory of the local Ray head; unset = a short path in /tmp "
         "derived from data_dir (Unix socket paths must stay under 108 bytes).",
     )
+    ray_auth_mode: Literal["token", "disabled"] = Field(
+        "token",
+        description="token: the local head requires Ray's bearer token (~/.ray/auth_token, "
+        "generated when missing); disabled: no authentication on the Ray APIs.",
+    )
     api_host: str = Field("127.0.0.1", description="Interface the Serve HTTP ingress binds.")
     api_port: int = 8000
     serve_ingress: Ingress = Field(

@@ -20,6 +20,7 @@ from bgp_orchestrator.errors import ServiceUnavailable
 from bgp_orchestrator.local.ports import ensure_free, port_open
 from bgp_orchestrator.local.process import spawn_detached, terminate
 from bgp_orchestrator.settings import Settings
+from bgp_orchestrator.stack import ray_auth
 from bgp_orchestrator.stack.serve_config import INGRESS_ENV
 
 # Ray binds these ports on every interface.
@@ -84,6 +85,9 @@ class LocalRayHead:
         haproxy_dir = s.haproxy_dir
         env = dict(os.environ)
         env.update(INGRESS_ENV[s.serve_ingress])
+        env["RAY_AUTH_MODE"] = s.ray_auth_mode
+        if s.ray_auth_mode == "token":
+            ray_auth.ensure_token()
         env.update(
             {
                 "RAY_USAGE_STATS_ENABLED": "0",

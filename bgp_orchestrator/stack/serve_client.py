@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 
 from bgp_orchestrator.errors import ConfigurationError, ServiceUnavailable
+from bgp_orchestrator.stack import ray_auth
 
 
 class ServeClient:
@@ -18,7 +19,13 @@ class ServeClient:
 
     def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
-            return httpx.request(method, self.base + path, timeout=self.timeout_s, **kwargs)
+            return httpx.request(
+                method,
+                self.base + path,
+                timeout=self.timeout_s,
+                headers=ray_auth.headers(),
+                **kwargs,
+            )
         except httpx.HTTPError as exc:
             raise ServiceUnavailable(
                 "ray-dashboard-unreachable",
@@ -27,6 +34,12 @@ class ServeClient:
 
     def deploy(self, config: dict[str, Any]) -> None:
         response = self._request("PUT", "/api/serve/applications/", json=config)
+        if response.status_code in (401, 403):
+            raise ConfigurationError(
+                "ray-auth-failed",
+                f"the Ray dashboard refused our token (HTTP {response.status_code}); put the "
+                "cluster's token in RAY_AUTH_TOKEN or ~/.ray/auth_token",
+            )
         if response.status_code != 200:
             raise ConfigurationError(
                 "serve-deploy-failed",
