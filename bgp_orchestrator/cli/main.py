@@ -184,6 +184,10 @@ def serve_config_cmd(
     local: Annotated[
         bool, typer.Option(help="Print the config as `bgpo up` deploys it (secrets redacted)")
     ] = False,
+    kuberay: Annotated[
+        Path | None,
+        typer.Option(help="Write the config into this RayService manifest's serveConfigV2"),
+    ] = None,
 ) -> None:
     """Print and validate the multi-application Serve config (Ray's ServeDeploySchema)."""
     from bgp_orchestrator.local.services import endpoints, redact
@@ -198,6 +202,10 @@ def serve_config_cmd(
         return config
 
     config = _run(run)
+    if kuberay is not None:
+        changed = _run(lambda: serve_config.embed_in_rayservice(kuberay))
+        err.print(f"{kuberay}: serveConfigV2 {'updated' if changed else 'already up to date'}")
+        return
     sys.stdout.write(serve_config.dump(config))
     err.print(
         f"[green]valid[/]: {len(config.get('applications', []))} application(s): "

@@ -188,10 +188,12 @@ class DetectionWorker:
                     exc,
                 )
                 state = None
-        if state is None:
-            # No usable checkpoint: rebuild the state from the start of the retained log
-            # (the committed offset alone would skip the history MOAS and visibility
-            # need); the conflicts raised again on the way are idempotent upserts.
+        if state is None and (await self._consumer.committed(tp) or 0) > 0:
+            # No usable checkpoint but a committed offset: rebuild the state from the
+            # start of the retained log (the committed offset alone would skip the
+            # history MOAS and visibility need); the conflicts raised again on the way
+            # are idempotent upserts. Without a committed offset the consumer starts
+            # at the beginning anyway.
             await self._consumer.seek_to_beginning(tp)
             self.positions.pop(tp.partition, None)
         self.pipelines[tp.partition] = Pipeline(self.loader.reference, state)

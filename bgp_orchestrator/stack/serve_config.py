@@ -98,6 +98,37 @@ def configured_env(settings: Settings) -> dict[str, str]:
     return out
 
 
+def embed_in_rayservice(manifest: Path) -> bool:
+    """Rewrite the ``serveConfigV2`` block of a RayService manifest with the project's
+    serve config, keeping everything else (comments included); True if it changed."""
+    text = manifest.read_text()
+    marker = "  serveConfigV2: |\n"
+    start = text.find(marker)
+    if start < 0:
+        raise ConfigurationError(
+            "not-a-rayservice",
+            f"{manifest} has no 'serveConfigV2: |' block",
+            "file",
+            str(manifest),
+        )
+    start += len(marker)
+    end = start
+    lines = text[start:].splitlines(keepends=True)
+    for line in lines:
+        if line.strip() and not line.startswith("    "):
+            break
+        end += len(line)
+    block = "".join(
+        ("      " + line if line.strip() else "\n")
+        for line in base_config_text().splitlines(keepends=True)
+    )
+    updated = text[:start] + block + text[end:]
+    if updated == text:
+        return False
+    manifest.write_text(updated)
+    return True
+
+
 def app_names(config: dict[str, Any]) -> list[str]:
     return [str(a["name"]) for a in config.get("applications", [])]
 

@@ -20,7 +20,7 @@ def _manifest(name: str) -> dict[str, Any]:
 
 def test_project_config_is_valid_for_ray() -> None:
     config = serve_config.validate(serve_config.load())
-    assert serve_config.app_names(config) == ["peering-api"]
+    assert serve_config.app_names(config) == ["peering-api", "detector", "alerts"]
 
 
 def test_local_config_carries_ports_and_environment(tmp_path: Path) -> None:
@@ -108,3 +108,12 @@ def test_rayjob_lifecycle_is_explicit() -> None:
     assert spec["activeDeadlineSeconds"] > 0
     module = spec["entrypoint"].split()[-1]
     assert (REPO / (module.replace(".", "/") + ".py")).exists()
+
+
+def test_embedding_into_a_manifest_keeps_the_rest(tmp_path: Path) -> None:
+    copy = tmp_path / "rayservice.yaml"
+    original = (REPO / "cluster" / "rayservice.yaml").read_text()
+    copy.write_text(original.replace("max_ongoing_requests: 256", "max_ongoing_requests: 1"))
+    assert serve_config.embed_in_rayservice(copy) is True
+    assert copy.read_text() == original
+    assert serve_config.embed_in_rayservice(copy) is False
