@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,8 @@ import pytest
 from bgp_orchestrator.local.ports import free_port
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data" / "bgp"
+# ../shared/data/bgp beside the checkout, or where BGPO_TEST_BGP_DATA points.
+SHARED_DATA = Path(os.environ.get("BGPO_TEST_BGP_DATA") or REPO.parent / "shared" / "data" / "bgp")
 
 
 @pytest.fixture(scope="session")

@@ -80,13 +80,14 @@ async def prepare_world(db: Database, world: World, settings: Settings) -> dict[
     return {t.id: ids[t.slug] for t in world.tenants}
 
 
-async def wait_for(predicate: Any, timeout_s: float = 90.0) -> None:
+async def wait_for(predicate: Any, timeout_s: float = 90.0, why: Any = None) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if await predicate():
             return
         await asyncio.sleep(0.5)
-    raise AssertionError("condition not met in time")
+    detail = await why() if why is not None else ""
+    raise AssertionError(f"condition not met in {timeout_s:.0f}s {detail}")
 
 
 async def read_dead_letters(bootstrap: str, topic: str, expect: int) -> list[DeadLetter]:
@@ -138,8 +139,15 @@ async def test_simulated_incidents_are_all_found_and_nothing_else(
         missing, _ = scenario.compare(expected, await stored(db, tenant_ids))
         return not missing and worker.stats.updates >= publisher.stats.updates
 
+    async def why() -> str:
+        missing, unexpected = scenario.compare(expected, await stored(db, tenant_ids))
+        return (
+            f"missing={missing} unexpected={unexpected} "
+            f"published={publisher.stats.updates} stats={worker.stats.as_dict()}"
+        )
+
     try:
-        await wait_for(complete)
+        await wait_for(complete, why=why)
     finally:
         worker.stop()
         await task
