@@ -84,6 +84,9 @@ class ReferenceLoader:
         version = int(await conn.fetchval("SELECT version FROM reference_version WHERE id = 1"))
         vrp_index = self._vrps.load(lambda p: vrps.VrpIndex(vrps.load(p)))
         rels = self._rels.load(asrel.load)
+        if isinstance(rels, asrel.Relationships):
+            # prepared here, once, not by the first route a detector judges
+            rels.heavy_peers(self.detection.open_peering_degree)
         files = (self._vrps.mtime, self._rels.mtime)
         label = f"db{version}-vrp{files[0]}-rel{files[1]}"
         if label == self.reference.version:

@@ -33,11 +33,13 @@ def _key(a: int, b: int) -> int:
 class Relationships:
     def __init__(self, links: Iterable[tuple[int, int, int]] = ()) -> None:
         self._rel: dict[int, Rel] = {}
+        self._heavy: dict[int, frozenset[int]] = {}
         self.links = 0
         for a, b, code in links:
             self.add(a, b, code)
 
     def add(self, a: int, b: int, code: int) -> None:
+        self._heavy.clear()
         if code == -1:
             self._rel[_key(a, b)] = Rel.PROVIDER
             self._rel[_key(b, a)] = Rel.CUSTOMER
@@ -53,17 +55,24 @@ class Relationships:
         return self._rel.get(_key(a, b))
 
     def heavy_peers(self, degree: int) -> frozenset[int]:
-        """ASes with more than ``degree`` peer links (open-peering networks)."""
+        """ASes with more than ``degree`` peer links (open-peering networks); computed once
+        per degree (it walks every link, far too slow for a detector's hot path)."""
+        cached = self._heavy.get(degree)
+        if cached is not None:
+            return cached
         counts: dict[int, int] = {}
         for key, rel in self._rel.items():
             if rel == Rel.PEER:
                 a = key >> 32
                 counts[a] = counts.get(a, 0) + 1
-        return frozenset(a for a, n in counts.items() if n > degree)
+        result = frozenset(a for a, n in counts.items() if n > degree)
+        self._heavy[degree] = result
+        return result
 
     def update(self, other: Relationships) -> None:
         """Overlay ``other`` (local knowledge wins over inferred data)."""
         self._rel.update(other._rel)
+        self._heavy.clear()
         self.links += other.links
 
     def __len__(self) -> int:
