@@ -50,6 +50,7 @@ from bgp_orchestrator.settings import Settings
 from bgp_orchestrator.simulation.setup import seed_tenants, write_reference_files
 from bgp_orchestrator.simulation.stream import Simulation
 from bgp_orchestrator.simulation.world import World, build
+from bgp_orchestrator.storage import conflicts as conflict_store
 from bgp_orchestrator.storage import migrate
 
 PARTITIONS = 8
@@ -145,40 +146,11 @@ def score(expected: list[scenario.Expected], got: list[scenario.Expected]) -> tu
 
 
 async def stored(dsn: str, tenant_ids: dict[int, int]) -> list[scenario.Expected]:
-    back = {v: k for k, v in tenant_ids.items()}
     conn = await asyncpg.connect(dsn)
     try:
-        rows = await conn.fetch(
-            "SELECT type, tenant_id, prefix::text AS prefix, origin_asn, detail_key, severity, "
-            "state FROM conflicts"
-        )
+        return await conflict_store.as_expected(conn, tenant_ids)
     finally:
         await conn.close()
-    out = [
-        scenario.Expected(
-            r["type"],
-            back.get(r["tenant_id"]),
-            r["prefix"],
-            r["origin_asn"],
-            r["detail_key"],
-            r["severity"],
-        )
-        for r in rows
-    ]
-    out += [
-        scenario.Expected(
-            r["type"],
-            back.get(r["tenant_id"]),
-            r["prefix"],
-            r["origin_asn"],
-            r["detail_key"],
-            r["severity"],
-            resolved=True,
-        )
-        for r in rows
-        if r["state"] == "resolved"
-    ]
-    return out
 
 
 async def created_times(dsn: str) -> dict[str, float]:

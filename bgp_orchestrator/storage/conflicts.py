@@ -16,6 +16,7 @@ from typing import Any
 import asyncpg
 import orjson
 
+from bgp_orchestrator.detection.scenario import Expected
 from bgp_orchestrator.detection.sink import MAX_PEERS, Aggregate
 
 # The peer list is capped at sink.MAX_PEERS (100) entries.
@@ -175,3 +176,35 @@ async def events_after(
             limit,
         )
     )
+
+
+async def as_expected(
+    conn: asyncpg.Connection, tenant_ids: dict[int, int] | None = None
+) -> list[Expected]:
+    """The stored conflicts in scenario form (a resolved one also as its resolution),
+    tenant ids mapped back through ``tenant_ids`` (scenario id -> database id)."""
+    back = {v: k for k, v in (tenant_ids or {}).items()}
+    rows = await conn.fetch(
+        "SELECT type, tenant_id, prefix::text AS prefix, origin_asn, detail_key, severity, "
+        "state FROM conflicts"
+    )
+    out = []
+    for r in rows:
+        tenant = back.get(r["tenant_id"], r["tenant_id"]) if r["tenant_id"] else None
+        entry = Expected(
+            r["type"], tenant, r["prefix"], r["origin_asn"], r["detail_key"], r["severity"]
+        )
+        out.append(entry)
+        if r["state"] == "resolved":
+            out.append(
+                Expected(
+                    entry.type,
+                    tenant,
+                    entry.prefix,
+                    entry.origin_asn,
+                    entry.detail_key,
+                    entry.severity,
+                    resolved=True,
+                )
+            )
+    return out

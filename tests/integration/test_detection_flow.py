@@ -21,6 +21,7 @@ from bgp_orchestrator.settings import Settings
 from bgp_orchestrator.simulation.setup import seed_tenants, write_reference_files
 from bgp_orchestrator.simulation.stream import Simulation
 from bgp_orchestrator.simulation.world import World, build
+from bgp_orchestrator.storage import conflicts as conflict_store
 from bgp_orchestrator.storage.database import Database
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
@@ -41,37 +42,8 @@ def _settings(database_url: str, tmp_path: Path, **extra: Any) -> Settings:
 
 async def stored(db: Database, tenant_ids: dict[int, int]) -> list[scenario.Expected]:
     """Conflicts in PostgreSQL as Expected entries, tenant ids mapped back to the world's."""
-    back = {v: k for k, v in tenant_ids.items()}
     async with db.connection() as conn:
-        rows = await conn.fetch(
-            "SELECT type, tenant_id, prefix::text AS prefix, origin_asn, detail_key, severity, "
-            "state FROM conflicts"
-        )
-    out = [
-        scenario.Expected(
-            r["type"],
-            back.get(r["tenant_id"]) if r["tenant_id"] else None,
-            r["prefix"],
-            r["origin_asn"],
-            r["detail_key"],
-            r["severity"],
-        )
-        for r in rows
-    ]
-    out += [
-        scenario.Expected(
-            r["type"],
-            back.get(r["tenant_id"]),
-            r["prefix"],
-            r["origin_asn"],
-            r["detail_key"],
-            r["severity"],
-            resolved=True,
-        )
-        for r in rows
-        if r["state"] == "resolved"
-    ]
-    return out
+        return await conflict_store.as_expected(conn, tenant_ids)
 
 
 async def prepare_world(db: Database, world: World, settings: Settings) -> dict[int, int]:
