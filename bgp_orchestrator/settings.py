@@ -140,6 +140,26 @@ class Settings(BaseSettings):
     )
     rislive_url: str = "wss://ris-live.ripe.net/v1/ws/"
 
+    # Flap prediction.
+    flap_window_s: int = Field(300, ge=10, description="Feature window per session (seconds).")
+    flap_horizon_s: int = Field(
+        1800, ge=60, description="A flap is predicted this many seconds ahead."
+    )
+    flap_withdraw_share: float = Field(
+        0.5, gt=0, le=1, description="Withdrawing this share of its prefixes counts as a flap."
+    )
+    model_store: str | None = Field(
+        None,
+        description="Where model artifacts go: a directory or an s3:// / gs:// URI; "
+        "unset = <data_dir>/models.",
+    )
+    model_poll_s: float = Field(
+        5.0, gt=0, description="How often predictors check the registry for the active model."
+    )
+    materialize_interval_s: float = Field(
+        300.0, gt=0, description="How often the stack moves new features into the online store."
+    )
+
     # PostgreSQL pool.
     db_pool_min_size: int = Field(0, ge=0)
     db_pool_max_size: int = Field(10, ge=1)
@@ -247,6 +267,10 @@ class Settings(BaseSettings):
     def api_url(self) -> str:
         host = "127.0.0.1" if self.api_host in ("0.0.0.0", "::") else self.api_host  # noqa: S104
         return f"http://{host}:{self.api_port}"
+
+    @property
+    def model_store_uri(self) -> str:
+        return self.model_store or str(self.data_dir / "models")
 
     @property
     def dashboard_url(self) -> str:
