@@ -97,7 +97,13 @@ class Settings(BaseSettings):
     ray_port: int = Field(6380, description="GCS port of the local Ray head (6379 is Redis').")
     ray_dashboard_host: str = "127.0.0.1"
     ray_dashboard_port: int = 8265
-    ray_num_cpus: int | None = Field(None, description="CPUs the local head offers; unset = all.")
+    ray_num_cpus: int | None = Field(
+        None,
+        ge=1,
+        description="Logical CPUs the local head offers; unset = twice the cores, at least 4. "
+        "Serve replicas reserve CPUs for their whole life while mostly waiting on I/O; "
+        "without the headroom a training or materialization job would find no CPU to run on.",
+    )
     ray_client_server_port: int = 10001
     ray_dashboard_agent_port: int = 52365
     ray_temp_dir: Path | None = Field(

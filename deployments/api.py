@@ -12,7 +12,32 @@ from typing import Any
 from ray import serve
 
 from bgp_orchestrator.api.app import create_app
+from bgp_orchestrator.errors import ServiceUnavailable
 from bgp_orchestrator.settings import Settings
+
+
+class _PredictorHandle:
+    """The API's way to the FlapPredictor deployment of the ``predictor`` app."""
+
+    def __init__(self) -> None:
+        self._handle: Any = None
+
+    def _get(self) -> Any:
+        if self._handle is None:
+            try:
+                self._handle = serve.get_deployment_handle("FlapPredictor", app_name="predictor")
+            except Exception as exc:  # the app is not deployed (yet)
+                raise ServiceUnavailable(
+                    "predictor-unavailable", f"the predictor app is not running: {exc}"
+                ) from exc
+        return self._handle
+
+    async def predict(self, session_ids: list[str]) -> list[dict[str, Any]]:
+        handle = self._get()
+        if len(session_ids) == 1:
+            return [await handle.predict_one.remote(session_ids[0])]
+        answer: list[dict[str, Any]] = await handle.predict_many.remote(session_ids)
+        return answer
 
 
 @serve.deployment(name="PeeringAPI")
@@ -24,6 +49,7 @@ class PeeringAPI:
 
     def __serve_build_asgi_app__(self) -> Any:
         self._app = create_app(self._settings)
+        self._app.state.predictor = _PredictorHandle()
         return self._app
 
     async def check_health(self) -> None:

@@ -21,7 +21,9 @@ from bgp_orchestrator.api.metrics import ApiMetrics, MetricsMiddleware
 from bgp_orchestrator.api.routes import (
     asns,
     conflicts,
+    features,
     health,
+    ml,
     neighbors,
     prefixes,
     sessions,
@@ -101,6 +103,18 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         app.state.broadcaster = ConflictBroadcaster(dsn)
     problems.install(app)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
-    for module in (health, tenants, asns, neighbors, sessions, prefixes, conflicts, webhooks):
+    routers = (
+        health,
+        tenants,
+        asns,
+        neighbors,
+        sessions,
+        prefixes,
+        conflicts,
+        webhooks,
+        ml,
+        features,
+    )
+    for module in routers:
         app.include_router(module.router)
     return app

@@ -85,15 +85,16 @@ def definitions(settings: Settings) -> list[Any]:
     return [session, view]
 
 
-def open_store(settings: Settings, redis_url: str) -> FeatureStore:
-    """A FeatureStore on the Parquet offline store and the given Redis."""
+def open_store(settings: Settings, redis_url: str, project: str = PROJECT) -> FeatureStore:
+    """A FeatureStore on the Parquet offline store and the given Redis (keys are
+    namespaced by ``project``)."""
     from feast import FeatureStore, RepoConfig
 
     registry = settings.data_dir / "features" / "registry.db"
     registry.parent.mkdir(parents=True, exist_ok=True)
     offline_dir(settings).mkdir(parents=True, exist_ok=True)
     config = RepoConfig(
-        project=PROJECT,
+        project=project,
         provider="local",
         registry=str(registry),
         offline_store={"type": "file"},

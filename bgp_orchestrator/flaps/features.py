@@ -161,7 +161,7 @@ def flap_labels(
 ) -> pd.Series:
     """1 if the session goes down, or withdraws at least ``withdraw_share`` of the
     prefixes it holds, within the ``horizon_s`` after the window; 0 if not; NaN
-    where the history ends before the horizon does (unknown, not negative).
+    where the history ends before the horizon does (unknown).
 
     Aligned with :func:`derive_features` (same sorting).
     """
@@ -184,7 +184,9 @@ def flap_labels(
     held = frame["prefix_count"].to_numpy(np.float64)
     positive = (future_downs > 0) | ((held > 0) & (future_withdrawals >= withdraw_share * held))
     label = np.where(positive, 1.0, 0.0)
-    label[(rows_after < horizon) & ~positive] = np.nan
+    # Unknown even when a flap is already seen: keeping only the positives of a
+    # history's last windows would bias the newest rows (the test part) to flaps.
+    label[rows_after < horizon] = np.nan
     return pd.Series(label, name=LABEL)
 
 

@@ -72,7 +72,9 @@ async def release(
         smoke_test(model)
         metrics["onnx_max_abs_diff"] = worst
         uri = registry.publish(folder, registry.new_artifact_uri(model_store))
-    conn = await asyncpg.connect(dsn)
+    from bgp_orchestrator.storage.database import asyncpg_dsn
+
+    conn = await asyncpg.connect(asyncpg_dsn(dsn))
     try:
         record = await registry.register(
             conn,

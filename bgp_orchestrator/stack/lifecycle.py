@@ -114,6 +114,10 @@ def up(settings: Settings, step: Step = _quiet, demo: bool = False) -> StackInfo
         step("loading the demo world (3 tenants, simulated ROAs and AS relationships)")
         asyncio.run(demo_setup(settings))
 
+    from bgp_orchestrator.flaps import bootstrap
+
+    bootstrap.prepare(settings, ep.database_url, ep.redis_url, step)
+
     if head is not None and not head.running():
         step("starting the local Ray head")
         head.start()

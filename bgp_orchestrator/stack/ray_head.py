@@ -84,6 +84,14 @@ class LocalRayHead:
         s = self.settings
         haproxy_dir = s.haproxy_dir
         env = dict(os.environ)
+        # Jobs submitted with `ray job submit` (training, materialization) find the
+        # stack's services and data directory without extra flags.
+        from bgp_orchestrator.local.services import endpoints
+        from bgp_orchestrator.stack.serve_config import configured_env
+
+        env.update(configured_env(s))
+        env.update(endpoints(s).as_env())
+        env["BGPO_DATA_DIR"] = str(s.data_dir)
         env.update(INGRESS_ENV[s.serve_ingress])
         env["RAY_AUTH_MODE"] = s.ray_auth_mode
         if s.ray_auth_mode == "token":
@@ -161,8 +169,7 @@ class LocalRayHead:
             "--include-dashboard",
             "true",
         ]
-        if s.ray_num_cpus is not None:
-            argv += ["--num-cpus", str(s.ray_num_cpus)]
+        argv += ["--num-cpus", str(s.ray_num_cpus or max(4, 2 * (os.cpu_count() or 1)))]
         self.log.write_text("")
         proc = spawn_detached(argv, self.log, env=self.environment())
         self.state_file.parent.mkdir(parents=True, exist_ok=True)

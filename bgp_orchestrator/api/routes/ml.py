@@ -1,0 +1,81 @@
+"""Flap prediction: predictions per session, and the model registry."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Protocol
+
+from fastapi import APIRouter, Depends, Path, Request
+
+from bgp_orchestrator.api.deps import DatabaseDep, PagingDep, SettingsDep, TenantId
+from bgp_orchestrator.api.ml_schemas import ModelOut, PredictionsOut, SessionsRequest
+from bgp_orchestrator.api.problems import documented
+from bgp_orchestrator.errors import NotFound, ServiceUnavailable
+from bgp_orchestrator.flaps import registry
+from bgp_orchestrator.peering.schemas import Page
+
+router = APIRouter(prefix="/api/v1/ml", tags=["flap prediction"], responses=documented(401, 503))
+
+
+class Predictor(Protocol):
+    """What the API needs of a predictor: the Serve deployment's handle, or the
+    in-process predictor under plain ASGI servers and in tests."""
+
+    async def predict(self, session_ids: list[str]) -> list[dict[str, Any]]: ...
+
+
+async def get_predictor(request: Request) -> Predictor:
+    predictor: Predictor | None = getattr(request.app.state, "predictor", None)
+    if predictor is None:
+        raise ServiceUnavailable(
+            "predictor-unavailable", "the flap predictor is not deployed in this stack"
+        )
+    return predictor
+
+
+PredictorDep = Annotated[Predictor, Depends(get_predictor)]
+Version = Annotated[int, Path(ge=1, le=2_147_483_647, description="Model version")]
+
+
+@router.post("/predict", response_model=PredictionsOut, responses=documented(404, 422))
+async def predict(
+    body: SessionsRequest, predictor: PredictorDep, settings: SettingsDep, _: TenantId
+) -> dict[str, Any]:
+    """Flap probability of each session within the horizon, with the model version
+    and the features used. A session without features answers 404 when it is the
+    only one asked for; in a batch it carries an ``error`` instead."""
+    answers = await predictor.predict(body.sessions)
+    if len(answers) == 1 and answers[0].get("error"):
+        raise NotFound("session-not-predictable", answers[0]["error"], "sessions", body.sessions[0])
+    return {
+        "predictions": answers,
+        "horizon_s": settings.flap_horizon_s,
+        "withdraw_share": settings.flap_withdraw_share,
+    }
+
+
+@router.get("/models", response_model=Page[ModelOut])
+async def list_models(db: DatabaseDep, page: PagingDep, _: TenantId) -> dict[str, Any]:
+    async with db.connection() as conn:
+        items = await registry.models(conn, page.limit, page.offset)
+        total = await registry.count(conn)
+    return {
+        "items": [m.to_dict() for m in items],
+        "total": total,
+        "limit": page.limit,
+        "offset": page.offset,
+    }
+
+
+@router.get("/models/{version}", response_model=ModelOut, responses=documented(404))
+async def get_model(version: Version, db: DatabaseDep, _: TenantId) -> dict[str, Any]:
+    async with db.connection() as conn:
+        return (await registry.get(conn, version)).to_dict()
+
+
+@router.post("/models/{version}/activate", response_model=ModelOut, responses=documented(404))
+async def activate_model(version: Version, db: DatabaseDep, _: TenantId) -> dict[str, Any]:
+    """Make this version the one every predictor replica serves (within
+    ``BGPO_MODEL_POLL_S``); it is loaded next to the current model and swapped in
+    without failing requests. A version that fails its checks is not served."""
+    async with db.connection() as conn:
+        return (await registry.activate(conn, version)).to_dict()

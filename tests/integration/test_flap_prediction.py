@@ -1,0 +1,209 @@
+"""Flap prediction against real PostgreSQL and Redis: Feast materialization into
+Redis, the features and predict endpoints, the registry, and model swaps."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pandas as pd
+import pytest
+import redis.asyncio as aioredis
+import xgboost
+
+from bgp_orchestrator.api.app import create_app
+from bgp_orchestrator.flaps import materialization, registry
+from bgp_orchestrator.flaps.bootstrap import starter_simulation
+from bgp_orchestrator.flaps.dataset import simulated
+from bgp_orchestrator.flaps.feature_store import open_store, write_offline
+from bgp_orchestrator.flaps.features import ENTITY, FEATURES, LABEL, TIMESTAMP
+from bgp_orchestrator.flaps.predictor import MATERIALIZED_KEY, SESSIONS_KEY, FlapPredictor
+from bgp_orchestrator.flaps.release import release
+from bgp_orchestrator.flaps.training import DEFAULT_PARAMS, LabelSpec, time_split, xy
+from bgp_orchestrator.settings import Settings
+from bgp_orchestrator.storage.database import Database
+
+pytestmark = pytest.mark.integration
+HEADERS = {"X-Tenant": "flaps"}
+
+
+@pytest.fixture
+async def env(
+    database_url: str, redis_url: str, tmp_path: Path, db: Database, clean: None
+) -> AsyncIterator[dict[str, Any]]:
+    settings = Settings(database_url=database_url, redis_url=redis_url, data_dir=tmp_path)
+    async with db.connection() as conn:
+        await conn.execute("TRUNCATE flap_models RESTART IDENTITY CASCADE")
+    sim = starter_simulation(settings)
+    sim = type(sim)(sessions=300, windows=24, window_s=sim.window_s, start=sim.start, seed=2)
+    frame = simulated(sim, LabelSpec())
+    write_offline(settings, frame, "test")
+    project = f"t{secrets.token_hex(4)}"
+    redis = aioredis.from_url(redis_url)
+    await redis.delete(SESSIONS_KEY, MATERIALIZED_KEY)
+    yield {"settings": settings, "frame": frame, "project": project, "redis": redis}
+    await redis.delete(SESSIONS_KEY, MATERIALIZED_KEY)
+    await redis.aclose()
+
+
+def _latest(frame: pd.DataFrame, sid: str) -> dict[str, float]:
+    row = frame[frame[ENTITY] == sid].sort_values(TIMESTAMP).iloc[-1]
+    return {n: float(row[n]) for n in FEATURES}
+
+
+async def _train(settings: Settings, frame: pd.DataFrame, rounds: int = 20) -> registry.ModelRecord:
+    labelled = frame[frame[LABEL].notna()].reset_index(drop=True)
+    split = time_split(labelled[TIMESTAMP])
+    matrix, labels = xy(split.part(labelled, "train"))
+    booster = xgboost.train(
+        {**DEFAULT_PARAMS, "nthread": 1}, xgboost.DMatrix(matrix, label=labels), rounds
+    )
+    done = await release(
+        booster,
+        split.part(labelled, "test"),
+        dsn=settings.database_url.get_secret_value(),  # type: ignore[union-attr]
+        model_store=settings.model_store_uri,
+        params={"rounds": rounds},
+        data_from=split.first.to_pydatetime(),
+        data_to=split.last.to_pydatetime(),
+        training_rows=len(matrix),
+        activate=False,
+    )
+    return done.record
+
+
+def _materialize(env: dict[str, Any], redis_url: str) -> materialization.Materialized:
+    import bgp_orchestrator.flaps.materialization as m
+
+    original = m.open_store
+    m.open_store = lambda s, url: original(s, url, env["project"])  # type: ignore[assignment]
+    try:
+        return m.run(env["settings"], redis_url)
+    finally:
+        m.open_store = original  # type: ignore[assignment]
+
+
+async def test_materialization_fills_redis_and_the_api_serves_it(
+    env: dict[str, Any], redis_url: str, db: Database
+) -> None:
+    done = await asyncio.to_thread(_materialize, env, redis_url)
+    assert done.sessions == 300
+    redis = env["redis"]
+    assert await redis.scard(SESSIONS_KEY) == 300
+    assert datetime.fromisoformat((await redis.get(MATERIALIZED_KEY)).decode()) == done.end
+    assert await redis.dbsize() > 300  # Feast's own keys, one hash per session
+
+    settings = env["settings"]
+    app = create_app(settings, database=db)
+    app.state.feature_store = open_store(settings, redis_url, env["project"])
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        await c.post("/api/v1/tenants", json={"slug": "flaps", "name": "Flaps"})
+        frame = env["frame"]
+        known = sorted(frame[ENTITY].unique())[:2]
+        r = await c.post(
+            "/api/v1/features/serve",
+            json={"sessions": [*known, "nowhere|192.0.2.9"]},
+            headers=HEADERS,
+        )
+        assert r.status_code == 200, r.text
+        body = r.json()["sessions"]
+        for sid, item in zip(known, body[:2], strict=True):
+            assert item["found"] is True
+            assert item["features"] == pytest.approx(_latest(frame, sid), rel=1e-6)
+        assert body[2] == {
+            "session_id": "nowhere|192.0.2.9",
+            "features": dict.fromkeys(FEATURES),
+            "found": False,
+        }
+        r = await c.post("/api/v1/features/serve", json={"sessions": []}, headers=HEADERS)
+        assert r.status_code == 422 and "sessions" in r.text
+        r = await c.post("/api/v1/features/serve", json={"sessions": ["a b"]}, headers=HEADERS)
+        assert r.status_code == 422 and "sessions" in r.text
+
+
+async def test_predictions_model_swaps_and_a_model_that_fails(
+    env: dict[str, Any], redis_url: str, db: Database, tmp_path: Path
+) -> None:
+    settings: Settings = env["settings"]
+    await asyncio.to_thread(_materialize, env, redis_url)
+    first = await _train(settings, env["frame"], rounds=10)
+    second = await _train(settings, env["frame"], rounds=30)
+    predictor = FlapPredictor(
+        open_store(settings, redis_url, env["project"]), tmp_path / "cache", redis=env["redis"]
+    )
+    app = create_app(settings, database=db)
+    app.state.predictor = predictor
+    known = sorted(env["frame"][ENTITY].unique())[:3]
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        await c.post("/api/v1/tenants", json={"slug": "flaps", "name": "Flaps"})
+        # Nothing active yet: a clear 503, not a crash.
+        r = await c.post("/api/v1/ml/predict", json={"sessions": known[:1]}, headers=HEADERS)
+        assert r.status_code == 503 and r.json()["code"] == "no-model"
+
+        r = await c.post(f"/api/v1/ml/models/{first.version}/activate", headers=HEADERS)
+        assert r.status_code == 200 and r.json()["active"] is True
+        async with db.connection() as conn:
+            assert await predictor.load(conn, None) is True
+        assert await predictor.refresh_features() is True
+        assert predictor.status.cached_sessions == 300
+
+        r = await c.post("/api/v1/ml/predict", json={"sessions": known}, headers=HEADERS)
+        assert r.status_code == 200, r.text
+        answers = r.json()["predictions"]
+        assert [a["session_id"] for a in answers] == known
+        assert all(
+            0 <= a["probability"] <= 1 and a["model_version"] == first.version for a in answers
+        )
+        assert answers[0]["features"] == pytest.approx(_latest(env["frame"], known[0]), rel=1e-6)
+
+        r = await c.post("/api/v1/ml/predict", json={"sessions": ["x|192.0.2.1"]}, headers=HEADERS)
+        assert r.status_code == 404 and "unknown session" in r.json()["detail"]
+        r = await c.post(
+            "/api/v1/ml/predict", json={"sessions": [known[0], "x|192.0.2.1"]}, headers=HEADERS
+        )
+        assert r.status_code == 200
+        assert r.json()["predictions"][1]["error"].startswith("unknown session")
+
+        # Activate the second model: the predictor swaps on its next poll.
+        await c.post(f"/api/v1/ml/models/{second.version}/activate", headers=HEADERS)
+        async with db.connection() as conn:
+            assert await predictor.load(conn, None) is True
+        r = await c.post("/api/v1/ml/predict", json={"sessions": known[:1]}, headers=HEADERS)
+        assert r.json()["predictions"][0]["model_version"] == second.version
+
+        # A broken artifact is registered and activated: the predictor keeps v2.
+        broken = tmp_path / "broken"
+        broken.mkdir()
+        (broken / registry.MODEL_FILE).write_bytes(b"not an onnx model")
+        async with db.connection() as conn:
+            bad = await registry.register(
+                conn,
+                features=FEATURES,
+                metrics={},
+                params={},
+                data_from=datetime.now(UTC),
+                data_to=datetime.now(UTC),
+                training_rows=0,
+                artifact_uri=str(broken),
+                onnx_max_diff=0.0,
+            )
+            await registry.activate(conn, bad.version)
+            assert await predictor.load(conn, None) is False
+        assert f"model v{bad.version} not loaded" in (predictor.status.last_error or "")
+        r = await c.post("/api/v1/ml/predict", json={"sessions": known[:1]}, headers=HEADERS)
+        assert r.status_code == 200
+        assert r.json()["predictions"][0]["model_version"] == second.version
+
+        r = await c.get("/api/v1/ml/models", headers=HEADERS)
+        assert r.json()["total"] == 3
+        assert [m["active"] for m in r.json()["items"]] == [True, False, False]
+        assert r.json()["items"][1]["metrics"]["model"]["roc_auc"] > 0.5
+        r = await c.post("/api/v1/ml/models/999/activate", headers=HEADERS)
+        assert r.status_code == 404
+        r = await c.post("/api/v1/ml/models/0/activate", headers=HEADERS)
+        assert r.status_code == 422 and "version" in r.text
