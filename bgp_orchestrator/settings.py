@@ -100,9 +100,10 @@ class Settings(BaseSettings):
     ray_num_cpus: int | None = Field(
         None,
         ge=1,
-        description="Logical CPUs the local head offers; unset = twice the cores, at least 4. "
-        "Serve replicas reserve CPUs for their whole life while mostly waiting on I/O; "
-        "without the headroom a training or materialization job would find no CPU to run on.",
+        description="Logical CPUs (scheduling slots) the local head offers; unset = four per "
+        "core, at least 8. Serve replicas hold their CPUs for life while mostly waiting on "
+        "I/O, and Ray Data tasks ask for a whole CPU each: without the headroom a training "
+        "job's data tasks would wait forever behind its own training workers.",
     )
     ray_client_server_port: int = 10001
     ray_dashboard_agent_port: int = 52365

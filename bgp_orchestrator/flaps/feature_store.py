@@ -10,6 +10,7 @@ The offline store is a directory of Parquet files under the data directory
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -31,6 +32,26 @@ PROJECT = "bgpo"
 VIEW = "session_flap_features"
 # Features older than this are not served (a session quiet for a day is stale).
 TTL = timedelta(days=1)
+
+
+# Importing feast puts prometheus_client into multiprocess mode through these
+# variables, pointing at a temporary directory it deletes at exit; children
+# (the Ray head that `bgpo up` starts, jobs) would inherit a dead directory.
+_FEAST_ENV = ("PROMETHEUS_MULTIPROCESS_DIR", "PROMETHEUS_MULTIPROC_DIR")
+
+
+def _import_feast() -> Any:
+    for name in _FEAST_ENV:
+        folder = os.environ.get(name)
+        if folder is not None and not os.path.isdir(folder):
+            os.environ.pop(name)  # inherited from a process that has exited
+    before = {name: os.environ.get(name) for name in _FEAST_ENV}
+    import feast
+
+    for name, value in before.items():
+        if value is None:
+            os.environ.pop(name, None)
+    return feast
 
 
 def offline_dir(settings: Settings) -> Path:
@@ -57,6 +78,7 @@ def feast_redis(redis_url: str) -> str:
 
 def definitions(settings: Settings) -> list[Any]:
     """The Feast objects: the session entity and the flap feature view."""
+    _import_feast()
     from feast import Entity, FeatureView, Field, FileSource, ValueType
     from feast.types import Float32, String
 
@@ -88,6 +110,7 @@ def definitions(settings: Settings) -> list[Any]:
 def open_store(settings: Settings, redis_url: str, project: str = PROJECT) -> FeatureStore:
     """A FeatureStore on the Parquet offline store and the given Redis (keys are
     namespaced by ``project``)."""
+    _import_feast()
     from feast import FeatureStore, RepoConfig
 
     registry = settings.data_dir / "features" / "registry.db"

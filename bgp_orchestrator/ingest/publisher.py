@@ -75,6 +75,8 @@ class UpdatePublisher:
         self._producer: Any = None
         self._pending: set[asyncio.Future[Any]] = set()
         self._timer: asyncio.Task[None] | None = None
+        self._sending: dict[int, asyncio.Lock] = {}
+        self._closing = False
 
     async def start(self) -> None:
         from aiokafka import AIOKafkaProducer
@@ -122,19 +124,22 @@ class UpdatePublisher:
         await self._producer.send_and_wait(self.dlq_topic, letter.encode())
 
     async def _send(self, partition: int) -> None:
-        batch = self._buffers.pop(partition, [])
-        self._oldest.pop(partition, None)
-        if not batch:
-            return
-        future = await self._producer.send(
-            self.topic, codec.encode_batch(batch), partition=partition
-        )
-        self._pending.add(future)
-        future.add_done_callback(self._pending.discard)
-        self.stats.records += 1
+        # One send per partition at a time: ``send`` waits while the partition's previous
+        # batch is in flight, and a batch popped after this one must not overtake it.
+        async with self._sending.setdefault(partition, asyncio.Lock()):
+            batch = self._buffers.pop(partition, [])
+            self._oldest.pop(partition, None)
+            if not batch:
+                return
+            future = await self._producer.send(
+                self.topic, codec.encode_batch(batch), partition=partition
+            )
+            self._pending.add(future)
+            future.add_done_callback(self._pending.discard)
+            self.stats.records += 1
 
     async def _linger(self) -> None:
-        while True:
+        while not self._closing:
             await asyncio.sleep(self.linger_s / 2)
             now = time.monotonic()
             for partition, since in list(self._oldest.items()):
@@ -150,9 +155,10 @@ class UpdatePublisher:
 
     async def close(self) -> None:
         if self._timer is not None:
-            self._timer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._timer
+            # Let the linger task finish rather than cancel it: cancelled inside a send
+            # that waits (backpressure), it would drop the batch it had taken.
+            self._closing = True
+            await self._timer
         if self._producer is not None:
             await self.flush()
             await self._producer.stop()

@@ -275,9 +275,21 @@ class Simulation:
     def _squatting(self, at: int) -> Incident:
         tenant = self.rng.choice(self.world.tenants)
         prefix = tenant.unannounced
-        if prefix in self._used:  # one squatting incident per tenant; then squat a /25 of it
-            n = sum(1 for p in self._used if p.startswith(prefix.rsplit(".", 1)[0]))
-            prefix = prefix.replace(".0/24", f".{(n * 32) % 256}/27")
+        if prefix in self._used:
+            # One squatting incident on the /24 itself, then each on a more-specific of it
+            # not squatted yet (/27s, then /28s ...): the same prefix squatted again from
+            # another origin would also raise a MOAS conflict, which no incident labels.
+            base = prefix.rsplit(".", 1)[0]
+            free = (
+                candidate
+                for length in range(27, 33)
+                for i in range(1, 2 ** (length - 24) + 1)
+                if (candidate := f"{base}.{i * 2 ** (32 - length) % 256}/{length}")
+                not in self._used
+            )
+            prefix = next(free, "")
+            if not prefix:
+                raise ValueError("more squatting incidents than more-specifics to squat")
         self._used.add(prefix)
         squatter = self._hijacker(tenant.asn)
         peer = self._peer()

@@ -92,7 +92,12 @@ class LocalRayHead:
         env.update(configured_env(s))
         env.update(endpoints(s).as_env())
         env["BGPO_DATA_DIR"] = str(s.data_dir)
+        # `python` in a job's entrypoint is this environment's interpreter.
+        venv_bin = str(Path(sys.executable).parent)
+        env["PATH"] = os.pathsep.join([venv_bin, env.get("PATH", os.defpath)])
         env.update(INGRESS_ENV[s.serve_ingress])
+        for name in ("PROMETHEUS_MULTIPROCESS_DIR", "PROMETHEUS_MULTIPROC_DIR"):
+            env.pop(name, None)  # set by an imported library for its own process only
         env["RAY_AUTH_MODE"] = s.ray_auth_mode
         if s.ray_auth_mode == "token":
             ray_auth.ensure_token()
@@ -169,7 +174,7 @@ class LocalRayHead:
             "--include-dashboard",
             "true",
         ]
-        argv += ["--num-cpus", str(s.ray_num_cpus or max(4, 2 * (os.cpu_count() or 1)))]
+        argv += ["--num-cpus", str(s.ray_num_cpus or max(8, 4 * (os.cpu_count() or 1)))]
         self.log.write_text("")
         proc = spawn_detached(argv, self.log, env=self.environment())
         self.state_file.parent.mkdir(parents=True, exist_ok=True)

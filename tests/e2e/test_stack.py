@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,13 +23,15 @@ import pytest
 from bgp_orchestrator.local.ports import free_ports_env
 from bgp_orchestrator.settings import Settings
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
+E2E = {"X-Tenant": "e2e"}
 
 
 class Stack:
     def __init__(self, data_dir: Path) -> None:
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("BGPO_")}
         self.env["BGPO_DATA_DIR"] = str(data_dir)
+        self.env["RAY_AUTH_MODE"] = "token"  # so that the `ray` CLI sends the stack's token
         ports = free_ports_env()
         self.env.update(ports)
         self.settings = Settings(
@@ -117,6 +120,102 @@ def test_api_through_serve(stack: Stack) -> None:
         listing = client.get("/api/v1/sessions", headers=h).json()
         assert listing["total"] == 1 and listing["items"][0]["peer_asn"] == 65010
         assert "bgpo_http_requests_total" in client.get("/metrics").text
+
+
+class Hammer(threading.Thread):
+    """Asks for a prediction in a loop and records every answer's model version."""
+
+    def __init__(self, url: str, session: str) -> None:
+        super().__init__(daemon=True)
+        self.url, self.session = url, session
+        self.versions: list[int] = []
+        self.failures: list[str] = []
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        with httpx.Client(base_url=self.url, timeout=10) as client:
+            while not self.stop.is_set():
+                r = client.post(
+                    "/api/v1/ml/predict", json={"sessions": [self.session]}, headers=E2E
+                )
+                if r.status_code != 200:
+                    self.failures.append(f"{r.status_code} {r.text[:200]}")
+                else:
+                    self.versions.append(r.json()["predictions"][0]["model_version"])
+                time.sleep(0.02)
+
+    def wait_for(self, version: int, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not self.versions or self.versions[-1] != version:
+            assert time.monotonic() < deadline, f"still serving {self.versions[-1:]} not {version}"
+            time.sleep(0.2)
+
+
+def test_training_job_and_model_switches_fail_no_request(stack: Stack) -> None:
+    """`ray job submit` trains on the cluster `up` started; the predictor switches to the
+    new model (registry activation), then to a pinned one (reconfigure), failing nothing."""
+    from bgp_orchestrator.local.services import endpoints
+    from bgp_orchestrator.stack import serve_config
+    from bgp_orchestrator.stack.serve_client import ServeClient
+
+    with httpx.Client(base_url=stack.url, timeout=10) as client:
+        r = client.post("/api/v1/ml/predict", json={"sessions": ["sim|10.0.0.5"]}, headers=E2E)
+        assert r.status_code == 200, r.text
+        starter = r.json()["predictions"][0]["model_version"]
+        r = client.post("/api/v1/features/serve", json={"sessions": ["sim|10.0.0.5"]}, headers=E2E)
+        assert r.status_code == 200, r.text
+        assert r.json()["sessions"][0]["found"] is True
+
+    hammer = Hammer(stack.url, "sim|10.0.0.5")
+    hammer.start()
+    try:
+        for job in (
+            ["jobs.build_flap_dataset", "simulate", "--sessions", "3000", "--windows", "48"],
+            ["jobs.train_flap_model", "--workers", "2", "--cpus-per-worker", "0.5", "--activate"],
+        ):
+            result = subprocess.run(
+                [
+                    str(Path(sys.executable).parent / "ray"),
+                    "job",
+                    "submit",
+                    "--address",
+                    stack.settings.dashboard_url,
+                    "--",
+                    "python",
+                    "-m",
+                    *job,
+                ],
+                env=stack.env,
+                capture_output=True,
+                text=True,
+                timeout=400,
+                check=False,
+            )
+            assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        assert "model v" in result.stdout and "active" in result.stdout
+        trained = starter + 1
+        hammer.wait_for(trained, timeout=60)
+
+        # Pin the starter model through the Serve config: reconfigure(), no restart.
+        settings = stack.settings
+        config = serve_config.for_local(
+            serve_config.validate(serve_config.load()), settings, endpoints(settings).as_env()
+        )
+        for app in config["applications"]:
+            if app["name"] == "predictor":
+                app["deployments"][0]["user_config"] = {"model_version": starter}
+        ServeClient(settings.dashboard_url).deploy(config)
+        hammer.wait_for(starter, timeout=60)
+        time.sleep(1)
+    finally:
+        hammer.stop.set()
+        hammer.join(15)
+    assert hammer.failures == []
+    assert len(hammer.versions) > 50
+    assert trained in hammer.versions and hammer.versions[-1] == starter
+    with httpx.Client(base_url=stack.url, timeout=10) as client:
+        models = client.get("/api/v1/ml/models", headers=E2E).json()
+        assert models["items"][0]["version"] == trained and models["items"][0]["active"]
 
 
 def test_postgres_outage_gives_503_and_recovers(stack: Stack) -> None:
