@@ -247,7 +247,9 @@ def main() -> None:
             "jobs.train_flap_model", "--data", str(data_dir), "--workers", "2",
             "--cpus-per-worker", "1", "--activate",
         )  # fmt: skip
-        result = json.loads(out.strip().splitlines()[-1])
+        result = json.loads(
+            next(x for x in reversed(out.splitlines()) if x.startswith('{"version"'))
+        )
         version = int(result["version"])
         log(f"  {train_ray_s:.1f} s, model v{version}, ROC-AUC {result['roc_auc']:.4f}")
 

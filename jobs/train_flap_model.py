@@ -91,14 +91,25 @@ def _train_fn_per_worker(config: dict[str, Any]) -> None:
         ray.train.report(metrics)
 
 
-def _split_dataset(data: Path) -> tuple[Any, Split]:
-    """The labelled rows and their time split (``Split.first``/``last`` bound the data)."""
+def _split_dataset(data: Path) -> tuple[Any, Split, int]:
+    """The labelled rows, their time split (``Split.first``/``last`` bound the data)
+    and the number of training rows.
+
+    The split is computed from the two small columns it needs, read with pyarrow
+    on the driver: a Ray Data pass over the whole data set costs seconds of
+    scheduling on top of the read.
+    """
+    import pyarrow.compute as pc
+    import pyarrow.dataset as pads
     import ray.data
 
+    table = pads.dataset(str(data), format="parquet").to_table(columns=[TIMESTAMP, LABEL])
+    known = table.filter(pc.greater_equal(table.column(LABEL), 0))
+    split = time_split(pd.Series(pc.unique(known.column(TIMESTAMP)).to_pandas()))
+    train_rows = int(pc.sum(pc.less(known.column(TIMESTAMP), split.valid_from)).as_py() or 0)
     ds = ray.data.read_parquet(str(data), columns=COLUMNS, num_cpus=0.25)
     ds = ds.filter(expr=f"{LABEL} >= 0", num_cpus=0.25)  # NaN (horizon unknown) drops out
-    timestamps = pd.Series(ds.unique(TIMESTAMP))
-    return ds, time_split(timestamps)
+    return ds, split, train_rows
 
 
 def _partition(ds: Any, split: Split, name: str) -> Any:
@@ -112,7 +123,7 @@ def fit_with_ray_train(options: Options, params: dict[str, Any]) -> tuple[Any, A
     from ray.train import RunConfig, ScalingConfig
     from ray.train.xgboost import RayTrainReportCallback, XGBoostTrainer
 
-    ds, split = _split_dataset(options.data)
+    ds, split, train_rows = _split_dataset(options.data)
     train = _partition(ds, split, "train")
     trainer = XGBoostTrainer(
         _train_fn_per_worker,
@@ -133,7 +144,7 @@ def fit_with_ray_train(options: Options, params: dict[str, Any]) -> tuple[Any, A
     if result.checkpoint is None:
         raise RuntimeError(f"training ended without a model: {result.error}")
     booster = RayTrainReportCallback.get_model(result.checkpoint)
-    return booster, _partition(ds, split, "test"), split, train.count()
+    return booster, _partition(ds, split, "test"), split, train_rows
 
 
 def tune_then_fit(options: Options) -> tuple[Any, Any, Split, int, dict[str, Any]]:
@@ -143,7 +154,7 @@ def tune_then_fit(options: Options) -> tuple[Any, Any, Split, int, dict[str, Any
     from ray.tune.integration.xgboost import TuneReportCheckpointCallback
     from ray.tune.schedulers import ASHAScheduler
 
-    ds, split = _split_dataset(options.data)
+    ds, split, _ = _split_dataset(options.data)
     train = _partition(ds, split, "train").to_pandas()
     valid = _partition(ds, split, "validation").to_pandas()
 
