@@ -234,8 +234,8 @@ def main() -> None:
     write_parquet(tiny, tiny_dir)
 
     log("bgpo up")
-    stack.bgpo("up")
     try:
+        stack.bgpo("up")
         log("Ray Train start-up cost: the job on 200 sessions")
         tiny_s, _ = stack.submit(
             "jobs.train_flap_model", "--data", str(tiny_dir), "--workers", "2",

@@ -57,8 +57,36 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
+# Ports for a second stack come from between Ray's worker ports (10002-19999) and
+# the kernel's ephemeral range (32768+): a port taken from the ephemeral range
+# may be handed to some process's outgoing connection before our service binds it.
+_STACK_PORTS = range(20_000, 32_768)
+
+
+def _bindable(port: int) -> bool:
+    for host in ("0.0.0.0", "127.0.0.1"):  # noqa: S104 (only probing)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                return False
+    return True
+
+
 def free_ports_env() -> dict[str, str]:
     """BGPO_*_PORT variables set to free ports: a second stack that collides with nothing."""
+    import random
+
     from bgp_orchestrator.settings import PORT_FIELDS
 
-    return {f"BGPO_{name.upper()}": str(free_port()) for name in PORT_FIELDS}
+    chosen: set[int] = set()
+    rng = random.SystemRandom()
+    out: dict[str, str] = {}
+    for name in PORT_FIELDS:
+        while True:
+            port = rng.choice(_STACK_PORTS)
+            if port not in chosen and _bindable(port):
+                break
+        chosen.add(port)
+        out[f"BGPO_{name.upper()}"] = str(port)
+    return out
