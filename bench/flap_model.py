@@ -264,6 +264,9 @@ def main() -> None:
         log(f"  {done.seconds:.1f} s")
         url = stack.settings.api_url
         httpx.post(f"{url}/api/v1/tenants", json={"slug": "bench", "name": "bench"}, timeout=10)
+        # Predictors poll for a finished materialization every BGPO_MODEL_POLL_S and
+        # reload their copy (about a second): give them that before measuring.
+        time.sleep(stack.settings.model_poll_s + 5)
         waited = asyncio.run(wait_served(url, sessions, version, within_s=300))
         log(f"  predictor serving v{version} from its feature copy after {waited:.0f} s")
 

@@ -65,6 +65,7 @@ class FlapPredictor:
             settings.data_dir / "model-cache",
             threads=_replica_cpus(),
             redis=self._redis,
+            settings=settings,
         )
         self._pinned: int | None = None
         self._schedule = MaterializeSchedule(

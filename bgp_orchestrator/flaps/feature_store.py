@@ -17,11 +17,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
+import pandas as pd
+
 from bgp_orchestrator.errors import ConfigurationError, InvalidInput
 from bgp_orchestrator.flaps.features import ENTITY, FEATURES, LABEL, TIMESTAMP
 
 if TYPE_CHECKING:
-    import pandas as pd
     from feast import FeatureStore
 
     from bgp_orchestrator.settings import Settings
@@ -148,6 +149,23 @@ def write_offline(settings: Settings, features: pd.DataFrame, name: str) -> Path
     features[columns].to_parquet(partial, index=False)
     partial.replace(target)
     return target
+
+
+def newest_rows(settings: Settings, end: datetime) -> pd.DataFrame:
+    """The newest feature row of every session as materialization leaves the online
+    store at ``end``: per session, the latest row no older than the TTL."""
+    import pyarrow.dataset as pads
+
+    folder = offline_dir(settings)
+    if not any(folder.glob("*.parquet")):
+        return pd.DataFrame(columns=[ENTITY, TIMESTAMP, *FEATURES])
+    dataset = pads.dataset(str(folder), format="parquet")
+    table = dataset.to_table(
+        columns=[ENTITY, TIMESTAMP, *FEATURES],
+        filter=(pads.field(TIMESTAMP) >= end - TTL) & (pads.field(TIMESTAMP) <= end),
+    )
+    frame = table.to_pandas()
+    return frame.sort_values(TIMESTAMP, kind="stable").drop_duplicates(ENTITY, keep="last")
 
 
 def materialize(store: FeatureStore, end: datetime | None = None) -> datetime:

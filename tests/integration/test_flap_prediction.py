@@ -199,6 +199,21 @@ async def test_predictions_model_swaps_and_a_model_that_fails(
         assert r.status_code == 200
         assert r.json()["predictions"][0]["model_version"] == second.version
 
+        # The deployment's way: the copy read from the rows materialization moved.
+        fast = FlapPredictor(
+            open_store(settings, redis_url, env["project"]),
+            tmp_path / "cache2",
+            redis=env["redis"],
+            settings=settings,
+        )
+        assert await fast.refresh_features() is True
+        assert fast.status.cached_sessions == 300
+        found, missing = fast.features.lookup(known)
+        assert missing == []
+        assert dict(zip(FEATURES, found[known[0]].tolist(), strict=True)) == pytest.approx(
+            _latest(env["frame"], known[0]), rel=1e-6
+        )
+
         r = await c.get("/api/v1/ml/models", headers=HEADERS)
         assert r.json()["total"] == 3
         assert [m["active"] for m in r.json()["items"]] == [True, False, False]
