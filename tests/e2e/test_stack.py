@@ -22,6 +22,7 @@ import pytest
 
 from bgp_orchestrator.local.ports import free_ports_env
 from bgp_orchestrator.settings import Settings
+from bgp_orchestrator.stack import ray_auth
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 E2E = {"X-Tenant": "e2e"}
@@ -216,6 +217,19 @@ def test_training_job_and_model_switches_fail_no_request(stack: Stack) -> None:
     with httpx.Client(base_url=stack.url, timeout=10) as client:
         models = client.get("/api/v1/ml/models", headers=E2E).json()
         assert models["items"][0]["version"] == trained and models["items"][0]["active"]
+        # Materialization on demand: a Ray job that succeeds.
+        r = client.post("/api/v1/features/materialize", headers=E2E)
+        assert r.status_code == 202, r.text
+        job = r.json()["job_id"]
+        deadline = time.monotonic() + 120
+        while True:
+            status = client.get(
+                f"{stack.settings.dashboard_url}/api/jobs/{job}", headers=ray_auth.headers()
+            ).json()["status"]
+            if status == "SUCCEEDED":
+                break
+            assert status in ("PENDING", "RUNNING") and time.monotonic() < deadline, status
+            time.sleep(2)
 
 
 def test_postgres_outage_gives_503_and_recovers(stack: Stack) -> None:
