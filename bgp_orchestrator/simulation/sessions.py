@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 import numpy as np
 import pandas as pd
 
-from bgp_orchestrator.flaps.features import ENTITY
+from bgp_orchestrator.flaps.features import BASE_COLUMNS, ENTITY
 
 
 @dataclass(frozen=True)
@@ -64,20 +64,7 @@ def simulate_windows(sim: SessionSimulation) -> pd.DataFrame:
 
     stress = np.zeros(n)
     held = table.copy()
-    columns: dict[str, list[np.ndarray]] = {
-        c: []
-        for c in (
-            "announcements",
-            "withdrawals",
-            "distinct_prefixes",
-            "path_len_sum",
-            "path_len_count",
-            "path_changes",
-            "downs",
-            "ups",
-            "prefix_count",
-        )
-    }
+    columns: dict[str, list[np.ndarray]] = {c: [] for c in BASE_COLUMNS}
     starts = []
     for w in range(sim.windows):
         when = sim.start.timestamp() + w * sim.window_s
