@@ -151,11 +151,18 @@ async def score_all(url: str, sessions: list[str], batch: int, concurrency: int)
 
 
 async def latency(url: str, sessions: list[str], clients: int, seconds: float) -> dict[str, float]:
+    """``clients`` concurrent users, each asking for one session at a time.
+
+    aiohttp, not httpx: at 100 concurrent connections httpx's pool costs the
+    load generator a whole core and it, not the server, sets the pace.
+    """
+    import aiohttp
+
     samples: list[float] = []
     failures = 0
     deadline = time.perf_counter() + seconds
-    limits = httpx.Limits(max_connections=clients)
-    async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as client:
+    connector = aiohttp.TCPConnector(limit=clients)
+    async with aiohttp.ClientSession(url, connector=connector, headers=HEADERS) as client:
 
         async def user(i: int) -> None:
             nonlocal failures
@@ -164,13 +171,12 @@ async def latency(url: str, sessions: list[str], clients: int, seconds: float) -
                 sid = sessions[k % len(sessions)]
                 k += clients
                 t = time.perf_counter()
-                r = await client.post(
-                    "/api/v1/ml/predict", json={"sessions": [sid]}, headers=HEADERS
-                )
-                if r.status_code == 200:
-                    samples.append((time.perf_counter() - t) * 1000)
-                else:
-                    failures += 1
+                async with client.post("/api/v1/ml/predict", json={"sessions": [sid]}) as r:
+                    await r.read()
+                    if r.status == 200:
+                        samples.append((time.perf_counter() - t) * 1000)
+                    else:
+                        failures += 1
 
         await asyncio.gather(*(user(i) for i in range(clients)))
     samples.sort()
