@@ -93,9 +93,10 @@ class MaterializeSchedule:
         return self.last_job
 
     async def run(self) -> None:
+        # `bgpo up` has just materialized: the first run is one interval away.
         while True:
+            await asyncio.sleep(self._interval_s)
             try:
                 await self.tick()
             except Exception as exc:  # the next tick tries again
                 log.warning("scheduling feature materialization failed: %s", exc)
-            await asyncio.sleep(self._interval_s)
