@@ -1,8 +1,7 @@
 """Training data for the flap model: simulated sessions and real MRT dumps.
 
 Both become the same thing: per-session window counts, then features and
-labels through :func:`~bgp_orchestrator.flaps.training.training_frame`'s
-functions, written to the offline store.
+labels (:func:`features_and_labels`), written to the offline store.
 """
 
 from __future__ import annotations

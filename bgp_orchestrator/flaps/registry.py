@@ -54,22 +54,6 @@ class ModelRecord:
                 values[key] = json.loads(values[key])
         return cls(**values)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "version": self.version,
-            "created_at": self.created_at.isoformat(),
-            "features": self.features,
-            "metrics": self.metrics,
-            "params": self.params,
-            "data_from": self.data_from.isoformat(),
-            "data_to": self.data_to.isoformat(),
-            "training_rows": self.training_rows,
-            "artifact_uri": self.artifact_uri,
-            "onnx_max_diff": self.onnx_max_diff,
-            "active": self.active,
-            "activated_at": self.activated_at.isoformat() if self.activated_at else None,
-        }
-
 
 async def register(
     conn: asyncpg.Connection,

@@ -13,13 +13,10 @@ import numpy as np
 import pandas as pd
 
 from bgp_orchestrator.flaps.features import (
-    ENTITY,
     FEATURES,
     LABEL,
     TIMESTAMP,
     baseline_score,
-    derive_features,
-    flap_labels,
 )
 
 # A good default found with `--tune` on the simulated data; Tune searches around it.
@@ -45,13 +42,6 @@ class LabelSpec:
     window_s: int = 300
     horizon_s: int = 1800
     withdraw_share: float = 0.5
-
-
-def training_frame(base: pd.DataFrame, spec: LabelSpec) -> pd.DataFrame:
-    """Features and labels of every window whose horizon is known."""
-    features = derive_features(base, spec.window_s)
-    features[LABEL] = flap_labels(base, spec.window_s, spec.horizon_s, spec.withdraw_share)
-    return features[features[LABEL].notna()].reset_index(drop=True)
 
 
 @dataclass(frozen=True)
@@ -141,12 +131,3 @@ def evaluate(y: np.ndarray, scores: np.ndarray, probabilities: bool = True) -> d
 def baseline_metrics(frame: pd.DataFrame) -> dict[str, float]:
     """The recent-flap-count rule on the same rows."""
     return evaluate(frame[LABEL].to_numpy(), baseline_score(frame), probabilities=False)
-
-
-def data_range(frame: pd.DataFrame) -> tuple[pd.Timestamp, pd.Timestamp]:
-    t = pd.to_datetime(frame[TIMESTAMP], utc=True)
-    return t.min(), t.max()
-
-
-def sessions(frame: pd.DataFrame) -> int:
-    return int(frame[ENTITY].nunique())

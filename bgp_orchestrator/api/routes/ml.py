@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Annotated, Any, Protocol
 
 from fastapi import APIRouter, Depends, Path, Request
@@ -59,7 +60,7 @@ async def list_models(db: DatabaseDep, page: PagingDep, _: TenantId) -> dict[str
         items = await registry.models(conn, page.limit, page.offset)
         total = await registry.count(conn)
     return {
-        "items": [m.to_dict() for m in items],
+        "items": [asdict(m) for m in items],
         "total": total,
         "limit": page.limit,
         "offset": page.offset,
@@ -69,7 +70,7 @@ async def list_models(db: DatabaseDep, page: PagingDep, _: TenantId) -> dict[str
 @router.get("/models/{version}", response_model=ModelOut, responses=documented(404))
 async def get_model(version: Version, db: DatabaseDep, _: TenantId) -> dict[str, Any]:
     async with db.connection() as conn:
-        return (await registry.get(conn, version)).to_dict()
+        return asdict(await registry.get(conn, version))
 
 
 @router.post("/models/{version}/activate", response_model=ModelOut, responses=documented(404))
@@ -78,4 +79,4 @@ async def activate_model(version: Version, db: DatabaseDep, _: TenantId) -> dict
     ``BGPO_MODEL_POLL_S``); it is loaded next to the current model and swapped in
     without failing requests. A version that fails its checks is not served."""
     async with db.connection() as conn:
-        return (await registry.activate(conn, version)).to_dict()
+        return asdict(await registry.activate(conn, version))
