@@ -1,0 +1,1 @@
+"""Anomaly detection over per-session metric series (Ray-free)."""
