@@ -56,6 +56,8 @@ class MetricPoint:
     peer_asn: int
     timestamp: float  # epoch seconds (UTC)
     value: float
+    #: Further labels, e.g. ``(("series_metric", "bgpo_session_prefixes"),)`` on band series.
+    labels: tuple[tuple[str, str], ...] = ()
 
 
 def bucket_of(session: str, buckets: int = BUCKETS) -> int:
