@@ -134,6 +134,9 @@ class Settings(BaseSettings):
         8, ge=1, le=1024, description="Partitions of the updates topic (created by `up`)."
     )
     detector_group: str = Field("bgpo-detectors", description="Kafka consumer group of detectors")
+    session_stats_group: str = Field(
+        "bgpo-session-stats", description="Kafka consumer group of the live session stats"
+    )
     rpki_vrp_file: Path | None = Field(
         None, description="Routinator / rpki-client VRP export (CSV or JSON); reloaded on change."
     )
