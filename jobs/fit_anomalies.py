@@ -1,0 +1,336 @@
+"""Fit one seasonal model per metric series and store the anomalies it finds.
+
+    ray job submit --address http://127.0.0.1:8265 --working-dir . -- \\
+        python -m jobs.fit_anomalies [--engine prophet] [--days 14] [--tune]
+
+Ray Data spreads the series over workers in chunks (sessions grouped by the
+metric store's buckets); each worker reads its chunk from the metric store
+(VictoriaMetrics, or the Parquet fallback), fits every series
+(statsforecast by default, Prophet as the reference engine), stores the
+anomalies in PostgreSQL and writes the newest band points back to the metric
+store for dashboards. A series that cannot be fitted (too short, constant,
+too many gaps) is skipped with its reason, counted in the run's record.
+``--tune`` first lets Ray Tune choose the season length, band width and
+smoothing on labelled series (generated with known anomalies).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+from bgp_orchestrator.anomaly import repository
+from bgp_orchestrator.anomaly.engines import DEFAULT_MODEL, ENGINES, MODELS, FitParams
+from bgp_orchestrator.anomaly.series import METRICS, bucket_of
+from bgp_orchestrator.anomaly.tuning import SEARCH_SPACE, score, with_config
+from bgp_orchestrator.local.services import endpoints
+from bgp_orchestrator.settings import Settings
+from bgp_orchestrator.storage.database import asyncpg_dsn
+
+console = Console(stderr=True)
+
+
+@dataclass(frozen=True)
+class Window:
+    start: datetime
+    end: datetime
+    since: datetime | None  # report anomalies ending at or after this
+
+
+def chunk_sessions(sessions: list[str], size: int) -> list[list[str]]:
+    """Sessions grouped by metric-store bucket, then cut into chunks of ``size``:
+    a chunk's reads touch few Parquet buckets."""
+    ordered = sorted(set(sessions), key=lambda s: (bucket_of(s), s))
+    return [ordered[i : i + size] for i in range(0, len(ordered), size)]
+
+
+class FitChunk:
+    """Ray Data worker: read a chunk of sessions, fit, store; returns counts."""
+
+    def __init__(self, params: dict[str, Any], window: Window, metrics: list[str], bands: int):
+        import asyncpg
+
+        from bgp_orchestrator.anomaly.store import open_metric_store
+
+        self.params = FitParams(**params)
+        self.window = window
+        self.metrics = metrics
+        self.bands = bands
+        self.loop = asyncio.new_event_loop()
+        settings = Settings()
+        self.store = open_metric_store(settings)
+        self.conn = self.loop.run_until_complete(
+            asyncpg.connect(asyncpg_dsn(endpoints(settings).database_url))
+        )
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, list[Any]]:
+        return self.loop.run_until_complete(self._run(batch))
+
+    async def _run(self, batch: dict[str, Any]) -> dict[str, list[Any]]:
+        from bgp_orchestrator.anomaly.fitting import fit_frame
+
+        out: dict[str, list[Any]] = {"series": [], "fitted": [], "skipped": [], "anomalies": []}
+        for sessions, run_id in zip(batch["sessions"], batch["run_id"], strict=True):
+            frame = await self.store.read(
+                start=self.window.start,
+                end=self.window.end,
+                metrics=self.metrics,
+                sessions=list(sessions),
+            )
+            result = await asyncio.to_thread(
+                fit_frame, frame, self.params, since=self.window.since, band_points=self.bands
+            )
+            stored = await repository.store(
+                self.conn, result.anomalies, engine=self.params.engine, run_id=int(run_id)
+            )
+            if result.bands:
+                await self.store.write(result.bands)
+            out["series"].append(result.fitted + len(result.skipped))
+            out["fitted"].append(result.fitted)
+            out["skipped"].append(json.dumps(result.skip_counts))
+            out["anomalies"].append(stored)
+        return out
+
+
+def tune_params(base: FitParams, samples: int, series: int) -> tuple[FitParams, dict[str, Any]]:
+    """Ray Tune over :data:`SEARCH_SPACE` on generated labelled series; best F1 wins."""
+    from ray import tune
+
+    from bgp_orchestrator.anomaly.synthetic import generate
+
+    steps_per_day = max(1, 86400 // base.resolution_s)
+    space: dict[str, Any] = {}
+    for name, spec in SEARCH_SPACE.items():
+        kind, *values = spec
+        if kind == "choice":
+            choices = [v for v in values[0] if 2 * v + 1 <= 14 * steps_per_day]
+            space[name] = tune.choice(choices or [base.season_length])
+        elif kind == "uniform":
+            space[name] = tune.uniform(*values)
+        else:
+            space[name] = tune.loguniform(*values)
+    data = tune.with_parameters  # keep the generated data out of every trial's config
+
+    def objective(config: dict[str, Any], labelled: Any) -> dict[str, float]:
+        return {
+            k: float(v) for k, v in score(labelled, with_config(base, config)).as_dict().items()
+        }
+
+    labelled = generate(series, steps_per_day=steps_per_day, seed=7)
+    tuner = tune.Tuner(
+        tune.with_resources(data(objective, labelled=labelled), {"cpu": 1}),
+        param_space=space,
+        tune_config=tune.TuneConfig(metric="f1", mode="max", num_samples=samples),
+    )
+    best = tuner.fit().get_best_result()
+    assert best.config is not None
+    return with_config(base, best.config), dict(best.metrics or {})
+
+
+async def _series(settings: Settings, window: Window, metrics: list[str]) -> list[str]:
+    from bgp_orchestrator.anomaly.store import open_metric_store
+
+    store = open_metric_store(settings)
+    try:
+        keys = await store.series(start=window.start, end=window.end, metrics=metrics)
+        console.print(f"metric store: {store.describe()}")
+    finally:
+        await store.close()
+    return sorted(set(keys["session"].astype(str)))
+
+
+async def _db(settings: Settings, action: str, **kwargs: Any) -> Any:
+    import asyncpg
+
+    conn = await asyncpg.connect(asyncpg_dsn(endpoints(settings).database_url))
+    try:
+        if action == "start":
+            return await repository.start_run(conn, **kwargs)
+        return await repository.finish_run(conn, **kwargs)
+    finally:
+        await conn.close()
+
+
+def run(
+    settings: Settings,
+    params: FitParams,
+    window: Window,
+    *,
+    metrics: list[str],
+    sessions: list[str] | None,
+    chunk_size: int,
+    workers: int,
+    bands: int,
+    tuned: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    import ray
+    import ray.data
+
+    started = time.perf_counter()
+    found = sessions or asyncio.run(_series(settings, window, metrics))
+    run_params = {**params.as_dict(), "metrics": metrics, "tuned": tuned}
+    run_id = asyncio.run(
+        _db(
+            settings,
+            "start",
+            engine=params.engine,
+            params=run_params,
+            data_from=window.start,
+            data_to=window.end,
+        )
+    )
+    totals: Counter[str] = Counter()
+    skipped: Counter[str] = Counter()
+    error: str | None = None
+    try:
+        chunks = chunk_sessions(found, chunk_size)
+        if chunks:
+            items = ray.data.from_items([{"sessions": c, "run_id": run_id} for c in chunks])
+            ds = items.repartition(len(chunks)).map_batches(
+                FitChunk,
+                fn_constructor_kwargs={
+                    "params": params.as_dict(),
+                    "window": window,
+                    "metrics": metrics,
+                    "bands": bands,
+                },
+                batch_size=1,
+                concurrency=workers,
+                num_cpus=1,
+            )
+            columns = [BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+            with Progress(*Progress.get_default_columns()[:1], *columns, console=console) as bar:
+                task = bar.add_task(f"fitting {len(found):,} sessions", total=len(chunks))
+                for row in ds.iter_rows():
+                    totals.update(
+                        series=row["series"], fitted=row["fitted"], anomalies=row["anomalies"]
+                    )
+                    skipped.update(json.loads(row["skipped"]))
+                    bar.advance(task)
+    except BaseException as exc:
+        error = f"{type(exc).__name__}: {exc}"
+        raise
+    finally:
+        asyncio.run(
+            _db(
+                settings,
+                "finish",
+                run_id=run_id,
+                series=totals["series"],
+                fitted=totals["fitted"],
+                skipped=dict(skipped),
+                anomalies=totals["anomalies"],
+                error=error,
+            )
+        )
+    seconds = time.perf_counter() - started
+    return {
+        "run_id": run_id,
+        "engine": params.engine,
+        "model": params.model if params.engine == "statsforecast" else None,
+        "sessions": len(found),
+        "series": totals["series"],
+        "fitted": totals["fitted"],
+        "skipped": dict(skipped),
+        "anomalies": totals["anomalies"],
+        "seconds": round(seconds, 2),
+        "series_per_s": round(totals["series"] / seconds, 1) if seconds else None,
+        "params": run_params,
+    }
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--engine", choices=ENGINES, default="statsforecast")
+    parser.add_argument(
+        "--model", choices=MODELS, default=DEFAULT_MODEL, help="statsforecast model"
+    )
+    parser.add_argument("--days", type=float, default=14.0, help="history to fit (days)")
+    parser.add_argument("--end", type=datetime.fromisoformat, help="end of the data (default now)")
+    parser.add_argument(
+        "--report-hours",
+        type=float,
+        help="store only anomalies ending in the last N hours (default: all in the data)",
+    )
+    parser.add_argument("--resolution-s", type=int, default=3600, help="step of the fitted series")
+    parser.add_argument("--season-length", type=int, default=24, help="steps per season")
+    parser.add_argument("--sigma", type=float, default=3.0, help="band half-width in sigmas")
+    parser.add_argument("--alpha", type=float, default=0.05, help="seasonal_es smoothing")
+    parser.add_argument("--metrics", default=",".join(METRICS), help="comma-separated metrics")
+    parser.add_argument("--sessions", help="comma-separated sessions (default: every one)")
+    parser.add_argument("--chunk-size", type=int, default=500, help="sessions per Ray Data task")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
+    parser.add_argument(
+        "--bands", type=int, help="newest band points written back (default: a season)"
+    )
+    parser.add_argument("--tune", action="store_true", help="tune detection parameters first")
+    parser.add_argument("--tune-samples", type=int, default=12)
+    parser.add_argument("--tune-series", type=int, default=300)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import ray
+
+    from bgp_orchestrator.errors import BgpoError
+
+    args = parse_args(argv)
+    unknown = set(args.metrics.split(",")) - set(METRICS)
+    if unknown:
+        raise SystemExit(f"unknown metrics {sorted(unknown)}; known: {', '.join(METRICS)}")
+    try:
+        params = FitParams(
+            engine=args.engine,
+            model=args.model,
+            season_length=args.season_length,
+            k=args.sigma,
+            alpha=args.alpha,
+            resolution_s=args.resolution_s,
+        )
+    except BgpoError as exc:
+        raise SystemExit(str(exc)) from exc
+    end = (args.end or datetime.now(UTC)).astimezone(UTC)
+    start = end - timedelta(days=args.days)
+    since = end - timedelta(hours=args.report_hours) if args.report_hours else None
+    ray.init(ignore_reinit_error=True, log_to_driver=False)
+    tuned = None
+    if args.tune:
+        params, tuned = tune_params(params, args.tune_samples, args.tune_series)
+        console.print(
+            f"tuned: season {params.season_length}, k {params.k:.2f}, alpha {params.alpha:.3f} "
+            f"(F1 {tuned.get('f1', 0):.3f} on labelled series)"
+        )
+    outcome = run(
+        Settings(),
+        params,
+        Window(start, end, since),
+        metrics=args.metrics.split(","),
+        sessions=args.sessions.split(",") if args.sessions else None,
+        chunk_size=args.chunk_size,
+        workers=args.workers,
+        bands=args.bands if args.bands is not None else params.season_length,
+        tuned=tuned and {k: v for k, v in tuned.items() if k in ("f1", "precision", "recall")},
+    )
+    skipped = ", ".join(f"{n} {reason}" for reason, n in outcome["skipped"].items()) or "none"
+    console.print(
+        f"run {outcome['run_id']}: {outcome['fitted']:,} of {outcome['series']:,} series fitted "
+        f"({outcome['series_per_s']} series/s, {outcome['seconds']} s); skipped: {skipped}; "
+        f"{outcome['anomalies']:,} anomalies stored"
+    )
+    print(json.dumps(outcome, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
