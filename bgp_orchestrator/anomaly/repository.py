@@ -121,6 +121,44 @@ async def runs(conn: asyncpg.Connection, limit: int = 20) -> list[dict[str, Any]
     return [{**dict(r), "params": _json(r["params"]), "skipped": _json(r["skipped"])} for r in rows]
 
 
+_UPSERT = """
+    INSERT INTO anomalies (run_id, metric, session, peer_asn, start_at, end_at, points,
+                           peak_at, score, actual, expected, lower_bound, upper_bound,
+                           direction, severity, engine, series_window)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17::jsonb)
+    ON CONFLICT (metric, session, start_at) DO UPDATE
+       SET run_id = EXCLUDED.run_id, end_at = EXCLUDED.end_at,
+           points = EXCLUDED.points, peak_at = EXCLUDED.peak_at,
+           score = EXCLUDED.score, actual = EXCLUDED.actual,
+           expected = EXCLUDED.expected, lower_bound = EXCLUDED.lower_bound,
+           upper_bound = EXCLUDED.upper_bound, direction = EXCLUDED.direction,
+           severity = EXCLUDED.severity, engine = EXCLUDED.engine,
+           series_window = EXCLUDED.series_window, updated_at = now()
+"""
+
+
+def _record(a: Anomaly, engine: str, run_id: int | None) -> tuple[Any, ...]:
+    return (
+        run_id,
+        a.metric,
+        a.session,
+        a.peer_asn,
+        a.start_at,
+        a.end_at,
+        a.points,
+        a.peak_at,
+        a.score,
+        a.actual,
+        a.expected,
+        a.lower,
+        a.upper,
+        a.direction,
+        a.severity,
+        engine,
+        json.dumps(a.window),
+    )
+
+
 async def store(
     conn: asyncpg.Connection, anomalies: Sequence[Anomaly], *, engine: str, run_id: int | None
 ) -> int:
@@ -128,48 +166,22 @@ async def store(
     what the newer fit saw (it may have grown). Returns how many rows were written."""
     if not anomalies:
         return 0
-    records = [
-        (
-            run_id,
-            a.metric,
-            a.session,
-            a.peer_asn,
-            a.start_at,
-            a.end_at,
-            a.points,
-            a.peak_at,
-            a.score,
-            a.actual,
-            a.expected,
-            a.lower,
-            a.upper,
-            a.direction,
-            a.severity,
-            engine,
-            json.dumps(a.window),
-        )
-        for a in anomalies
-    ]
     async with conn.transaction():
-        await conn.executemany(
-            """
-            INSERT INTO anomalies (run_id, metric, session, peer_asn, start_at, end_at, points,
-                                   peak_at, score, actual, expected, lower_bound, upper_bound,
-                                   direction, severity, engine, series_window)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
-                    $17::jsonb)
-            ON CONFLICT (metric, session, start_at) DO UPDATE
-               SET run_id = EXCLUDED.run_id, end_at = EXCLUDED.end_at,
-                   points = EXCLUDED.points, peak_at = EXCLUDED.peak_at,
-                   score = EXCLUDED.score, actual = EXCLUDED.actual,
-                   expected = EXCLUDED.expected, lower_bound = EXCLUDED.lower_bound,
-                   upper_bound = EXCLUDED.upper_bound, direction = EXCLUDED.direction,
-                   severity = EXCLUDED.severity, engine = EXCLUDED.engine,
-                   series_window = EXCLUDED.series_window, updated_at = now()
-            """,
-            records,
-        )
-    return len(records)
+        await conn.executemany(_UPSERT, [_record(a, engine, run_id) for a in anomalies])
+    return len(anomalies)
+
+
+async def store_returning_ids(
+    conn: asyncpg.Connection, anomalies: Sequence[Anomaly], *, engine: str, run_id: int | None
+) -> list[int]:
+    """:func:`store`, one statement per anomaly, answering their ids (for a few)."""
+    ids: list[int] = []
+    async with conn.transaction():
+        for a in anomalies:
+            ids.append(
+                int(await conn.fetchval(_UPSERT + " RETURNING id", *_record(a, engine, run_id)))
+            )
+    return ids
 
 
 async def list_anomalies(

@@ -19,6 +19,7 @@ from bgp_orchestrator.api.broadcast import ConflictBroadcaster
 from bgp_orchestrator.api.deps import TenantCache
 from bgp_orchestrator.api.metrics import ApiMetrics, MetricsMiddleware
 from bgp_orchestrator.api.routes import (
+    anomalies,
     asns,
     conflicts,
     features,
@@ -82,6 +83,8 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
             yield
         finally:
             await app.state.broadcaster.close()
+            if getattr(app.state, "metric_store", None) is not None:
+                await app.state.metric_store.close()
             if database is None:
                 await db.close()
 
@@ -114,6 +117,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         webhooks,
         ml,
         features,
+        anomalies,
     )
     for module in routers:
         app.include_router(module.router)
