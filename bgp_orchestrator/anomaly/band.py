@@ -40,18 +40,22 @@ class Band:
 
 
 def robust_sigma(residuals: np.ndarray, values: np.ndarray) -> float:
-    """Spread of the residuals, never zero.
+    """Spread of the residuals, robust to the anomalies and never zero.
 
-    Series that are mostly flat (a quiet session's withdrawals) have a MAD of 0;
-    a tenth of the plain standard deviation and a floor relative to the
-    series' level then keep every small blip from scoring infinity.
+    1.4826 · MAD estimates sigma for normal residuals while ignoring up to half
+    of them; series that are mostly flat (a quiet session's withdrawals) have a
+    MAD of 0, so the 90th percentile of the absolute deviations (/ 1.645, also
+    sigma for normal residuals, robust to 10 % of outliers) and a floor relative
+    to the series' level keep every small blip from scoring infinity.
     """
     finite = residuals[np.isfinite(residuals)]
     if finite.size == 0:
         return 1.0
-    mad = MAD_TO_SIGMA * float(np.median(np.abs(finite - np.median(finite))))
+    deviations = np.abs(finite - np.median(finite))
+    mad = MAD_TO_SIGMA * float(np.median(deviations))
+    tail = float(np.quantile(deviations, 0.9)) / 1.645
     floor = 1e-3 * max(1.0, float(np.mean(np.abs(values))))
-    return max(mad, 0.1 * float(np.std(finite)), floor)
+    return max(mad, tail, floor)
 
 
 def band_from_expected(values: np.ndarray, expected: np.ndarray, k: float) -> Band:
