@@ -5,6 +5,10 @@ every closed window, one row per session it knows (dense: a quiet session gets
 a row of zeros, so rolling features see the quiet too). It keeps each session's
 current routes (prefix -> hash of the AS path) to count path changes and the
 prefixes held: about 100 bytes per route.
+
+Besides :data:`BASE_COLUMNS`, each row carries ``distinct_origins`` (origin ASNs
+announced in the window; an AS_SET origin counts as one) for the metric series;
+:func:`~bgp_orchestrator.flaps.features.derive_features` ignores it.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from bgp_orchestrator.bgp.update import Kind, Update
+from bgp_orchestrator.bgp.update import AsPathElement, Kind, Update, origin
 from bgp_orchestrator.flaps.features import BASE_COLUMNS, ENTITY
 
 
@@ -25,6 +29,7 @@ class _Session:
     announcements: int = 0
     withdrawals: int = 0
     prefixes: set[str] = field(default_factory=set)
+    origins: set[AsPathElement] = field(default_factory=set)
     path_len_sum: int = 0
     path_len_count: int = 0
     path_changes: int = 0
@@ -49,6 +54,11 @@ class _Session:
         self.path_len_sum = self.path_len_count = self.path_changes = 0
         self.downs = self.ups = 0
         self.prefixes = set()
+        self.origins = set()
+
+
+#: Extra key of every emitted row: distinct origin ASNs announced in the window.
+ORIGINS = "distinct_origins"
 
 
 def session_id(update: Update) -> str:
@@ -103,6 +113,9 @@ class WindowAggregator:
             session.prefixes.add(update.prefix)
             session.path_len_sum += _path_length(update)
             session.path_len_count += 1
+            announced_by = origin(update.as_path)
+            if announced_by is not None:
+                session.origins.add(announced_by)
             digest = hash(update.as_path)
             before = session.routes.get(update.prefix)
             if before is not None and before != digest:
@@ -140,6 +153,7 @@ class WindowAggregator:
             row[ENTITY] = key
             row["peer_asn"] = session.peer_asn
             row["window_start"] = when
+            row[ORIGINS] = len(session.origins)
             session.reset()
             yield row
 

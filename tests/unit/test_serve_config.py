@@ -20,7 +20,13 @@ def _manifest(name: str) -> dict[str, Any]:
 
 def test_project_config_is_valid_for_ray() -> None:
     config = serve_config.validate(serve_config.load())
-    assert serve_config.app_names(config) == ["peering-api", "detector", "alerts", "predictor"]
+    assert serve_config.app_names(config) == [
+        "peering-api",
+        "detector",
+        "alerts",
+        "predictor",
+        "session-stats",
+    ]
 
 
 def test_local_config_carries_ports_and_environment(tmp_path: Path) -> None:

@@ -1,0 +1,21 @@
+"""Live per-session window stats from ``bgp.updates``: flap features and metric points.
+
+Ray-free; ``deployments/session_stats.py`` runs :class:`SessionStatsWorker` on Serve.
+"""
+
+from bgp_orchestrator.sessionstats.stream import ClosedWindow, WindowStream
+from bgp_orchestrator.sessionstats.worker import (
+    FeatureSink,
+    PointSink,
+    SessionStatsCounters,
+    SessionStatsWorker,
+)
+
+__all__ = [
+    "ClosedWindow",
+    "FeatureSink",
+    "PointSink",
+    "SessionStatsCounters",
+    "SessionStatsWorker",
+    "WindowStream",
+]
