@@ -38,6 +38,7 @@ PORT_FIELDS = (
     "api_port",
     "haproxy_stats_port",
     "haproxy_metrics_port",
+    "embedded_victoria_metrics_port",
 )
 
 
@@ -176,6 +177,39 @@ class Settings(BaseSettings):
     db_connect_timeout_s: float = Field(3.0, gt=0)
     db_command_timeout_s: float = Field(10.0, gt=0)
     db_acquire_timeout_s: float = Field(3.0, gt=0)
+
+    # Metric series (anomaly detection).
+    victoria_metrics_url: str | None = Field(
+        None,
+        description="http://host:port of a VictoriaMetrics server for the per-session metric "
+        "series; unset = embedded VictoriaMetrics when the `victoria-metrics` binary is "
+        "installed, else Parquet files under <data_dir>/metrics.",
+    )
+    embedded_victoria_metrics_port: int = 8428
+    metrics_retention: str = Field(
+        "90d",
+        pattern=r"^[1-9][0-9]*[hdwy]?$",
+        description="How long the embedded VictoriaMetrics keeps points (its -retentionPeriod: "
+        "24h, 90d, 12w, 1y; a bare number means months); older points are discarded, "
+        "also when written.",
+    )
+    metric_store: Literal["auto", "victoriametrics", "parquet"] = Field(
+        "auto",
+        description="auto: VictoriaMetrics when configured or installed, else Parquet; "
+        "victoriametrics: refuse to fall back; parquet: always the Parquet files.",
+    )
+
+    @field_validator("victoria_metrics_url")
+    @classmethod
+    def _victoria_metrics_scheme(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in {"http", "https"} or not parts.netloc:
+            raise ValueError(
+                f"BGPO_VICTORIA_METRICS_URL must be http(s)://host:port, got {value!r}"
+            )
+        return value.rstrip("/")
 
     @field_validator(*PORT_FIELDS)
     @classmethod

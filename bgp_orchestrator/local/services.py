@@ -8,6 +8,11 @@ from typing import Protocol
 from bgp_orchestrator.local.kafka import EmbeddedKafka
 from bgp_orchestrator.local.postgres import EmbeddedPostgres
 from bgp_orchestrator.local.redis import EmbeddedRedis
+from bgp_orchestrator.local.victoria import (
+    EmbeddedVictoriaMetrics,
+    embedded_victoria_metrics_wanted,
+    metrics_url,
+)
 from bgp_orchestrator.settings import Settings
 
 
@@ -36,13 +41,21 @@ class Endpoints:
     database_url: str
     redis_url: str
     kafka_bootstrap_servers: str
+    #: VictoriaMetrics of the metric series; "" = the Parquet fallback.
+    metrics_url: str
 
     def as_env(self) -> dict[str, str]:
-        return {
+        env = {
             "BGPO_DATABASE_URL": self.database_url,
             "BGPO_REDIS_URL": self.redis_url,
             "BGPO_KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap_servers,
         }
+        # Ray jobs and Serve replicas open the same metric store as `bgpo up` chose.
+        if self.metrics_url:
+            env["BGPO_VICTORIA_METRICS_URL"] = self.metrics_url
+        else:
+            env["BGPO_METRIC_STORE"] = "parquet"
+        return env
 
 
 def embedded_services(settings: Settings) -> list[EmbeddedService]:
@@ -54,6 +67,8 @@ def embedded_services(settings: Settings) -> list[EmbeddedService]:
         services.append(EmbeddedRedis(settings))
     if settings.kafka_bootstrap_servers is None:
         services.append(EmbeddedKafka(settings))
+    if embedded_victoria_metrics_wanted(settings):
+        services.append(EmbeddedVictoriaMetrics(settings))
     return services
 
 
@@ -70,6 +85,7 @@ def endpoints(settings: Settings) -> Endpoints:
             else EmbeddedRedis(settings).url
         ),
         kafka_bootstrap_servers=settings.kafka_bootstrap_servers or EmbeddedKafka(settings).url,
+        metrics_url=metrics_url(settings),
     )
 
 

@@ -52,6 +52,8 @@ def check_external(settings: Settings, ep: Endpoints) -> None:
         checks.append(probes.redis(ep.redis_url))
     if settings.kafka_bootstrap_servers is not None:
         checks.append(probes.kafka(ep.kafka_bootstrap_servers))
+    if settings.victoria_metrics_url is not None and ep.metrics_url:
+        checks.append(probes.http("victoria-metrics", f"{ep.metrics_url}/health"))
     if not checks:
         return
 
@@ -266,6 +268,12 @@ def status(settings: Settings) -> list[Component]:
     for probe in (pg, rd, kf):
         label = f"{probe.name} ({'embedded' if probe.name in embedded else 'configured'})"
         out.append(Component(label, probe.ok, probe.detail))
+    if ep.metrics_url:
+        vm = asyncio.run(probes.http("victoria-metrics", f"{ep.metrics_url}/health"))
+        label = "embedded" if "victoria-metrics" in embedded else "configured"
+        out.append(Component(f"victoria-metrics ({label})", vm.ok, vm.detail))
+    else:
+        out.append(Component("metric store", True, f"Parquet files in {settings.data_dir}/metrics"))
     if pg.ok:
         try:
             current = migrate.current_revision(ep.database_url)

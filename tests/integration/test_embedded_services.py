@@ -22,6 +22,7 @@ def _settings(data_dir: Path) -> Settings:
         embedded_postgres_port=free_port(),
         embedded_redis_port=free_port(),
         embedded_kafka_port=free_port(),
+        metric_store="parquet",  # the embedded VictoriaMetrics: test_metric_store_vm.py
     )
 
 

@@ -1,0 +1,249 @@
+"""The metric store on VictoriaMetrics (its HTTP import/export API).
+
+Points are written with ``/api/v1/import`` (JSON lines, one line per series)
+and read back with ``/api/v1/export``, so reads return the raw points, not a
+query's resampled ones. Each point is a sample of ``<metric>{session=..,
+peer_asn=.., <labels>}`` with millisecond timestamps.
+
+Things to know:
+
+* VictoriaMetrics ingests asynchronously: a point written now becomes readable
+  after a short delay (about a second; up to a few seconds under load).
+  :meth:`VictoriaMetricsStore.flush` (``/internal/force_flush``) makes written
+  points readable at once; tests use it.
+* Points older than the server's ``-retentionPeriod`` (``BGPO_METRICS_RETENTION``
+  for the embedded server) are discarded on write, by the server.
+* The embedded server runs with ``-dedup.minScrapeInterval=1ms``, so writing a
+  point twice (a retried write) stores it once; :meth:`read` also drops
+  repeated points (last one wins) for servers configured without it.
+* :meth:`series` answers from VictoriaMetrics' per-day index: it lists the
+  series with points on the UTC days the range touches, which may include a
+  series whose points on those days all lie outside ``[start, end)``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from bgp_orchestrator.anomaly.series import MetricPoint
+from bgp_orchestrator.anomaly.store import (
+    MetricStoreError,
+    empty_frame,
+    epoch_ms,
+    finish_points,
+    finish_series,
+    nothing_asked,
+    point_ms,
+    validate_points,
+)
+
+if TYPE_CHECKING:
+    import httpx
+    import pandas as pd
+
+#: Characters with a meaning in RE2 (VictoriaMetrics' regex syntax).
+_RE2_SPECIAL = frozenset("\\.+*?()|[]{}^$")
+#: Sessions per ``session=~"a|b|..."`` selector; longer lists are read in chunks.
+SESSIONS_PER_SELECTOR = 100
+#: Series per ``/api/v1/import`` request.
+SERIES_PER_IMPORT = 5_000
+#: Concurrent export requests of one read.
+READ_CONCURRENCY = 4
+
+
+def re2_escape(text: str) -> str:
+    return "".join("\\" + ch if ch in _RE2_SPECIAL else ch for ch in text)
+
+
+def _quote(text: str) -> str:
+    """A MetricsQL string literal."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _alternation(names: Sequence[str]) -> str:
+    return _quote("|".join(re2_escape(n) for n in sorted(set(names))))
+
+
+def selectors(metrics: Sequence[str] | None, sessions: Sequence[str] | None) -> list[str]:
+    """``match[]`` selectors for the points of these metrics and sessions (None = all)."""
+    base = ['peer_asn=~"[0-9]+"']
+    if metrics is not None:
+        base.insert(0, f"__name__=~{_alternation(metrics)}")
+    if sessions is None:
+        return ["{" + ",".join([*base, 'session=~".+"']) + "}"]
+    unique = sorted(set(sessions))
+    return [
+        "{" + ",".join([*base, f"session=~{_alternation(chunk)}"]) + "}"
+        for chunk in (
+            unique[i : i + SESSIONS_PER_SELECTOR]
+            for i in range(0, len(unique), SESSIONS_PER_SELECTOR)
+        )
+    ]
+
+
+def import_lines(points: Sequence[MetricPoint]) -> list[bytes]:
+    """One ``/api/v1/import`` JSON line per series (points grouped by metric and labels)."""
+    grouped: dict[tuple[str, str, int, tuple[tuple[str, str], ...]], tuple[list[float], list[int]]]
+    grouped = {}
+    for p in points:
+        key = (p.metric, p.session, p.peer_asn, tuple(sorted(p.labels)))
+        values, stamps = grouped.setdefault(key, ([], []))
+        values.append(p.value)
+        stamps.append(point_ms(p))
+    lines = []
+    for (metric, session, peer_asn, labels), (values, stamps) in grouped.items():
+        name = {"__name__": metric, "session": session, "peer_asn": str(peer_asn), **dict(labels)}
+        lines.append(orjson.dumps({"metric": name, "values": values, "timestamps": stamps}))
+    return lines
+
+
+class VictoriaMetricsStore:
+    """A :class:`~bgp_orchestrator.anomaly.store.MetricStore` on a VictoriaMetrics server."""
+
+    def __init__(self, url: str, *, timeout_s: float = 30.0) -> None:
+        self.url = url.rstrip("/")
+        self.timeout_s = timeout_s
+        self._client: httpx.AsyncClient | None = None
+
+    def describe(self) -> str:
+        return f"VictoriaMetrics at {self.url}"
+
+    def _http(self) -> httpx.AsyncClient:
+        if self._client is None:
+            import httpx
+
+            self._client = httpx.AsyncClient(base_url=self.url, timeout=self.timeout_s)
+        return self._client
+
+    async def _post(self, path: str, what: str, **kwargs: Any) -> httpx.Response:
+        import httpx
+
+        try:
+            response = await self._http().post(path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise MetricStoreError(
+                "metric-store-unavailable",
+                f"cannot {what}: VictoriaMetrics at {self.url} does not answer "
+                f"({type(exc).__name__}: {exc}); is it running? (`bgpo status`)",
+                "victoria_metrics_url",
+                self.url,
+            ) from exc
+        if response.status_code >= 300:
+            raise MetricStoreError(
+                "metric-store-failed",
+                f"cannot {what}: VictoriaMetrics at {self.url} answered HTTP "
+                f"{response.status_code}: {response.text[:300]}",
+                "victoria_metrics_url",
+                self.url,
+            )
+        return response
+
+    async def write(self, points: Sequence[MetricPoint]) -> None:
+        if not points:
+            return
+        validate_points(points)
+        lines = import_lines(points)
+        for i in range(0, len(lines), SERIES_PER_IMPORT):
+            body = b"\n".join(lines[i : i + SERIES_PER_IMPORT]) + b"\n"
+            await self._post("/api/v1/import", f"write {len(points)} points", content=body)
+
+    async def flush(self) -> None:
+        """Make every point written so far readable (``/internal/force_flush``)."""
+        import httpx
+
+        try:
+            response = await self._http().get("/internal/force_flush")
+        except httpx.HTTPError as exc:
+            raise MetricStoreError(
+                "metric-store-unavailable",
+                f"cannot flush: VictoriaMetrics at {self.url} does not answer ({exc})",
+                "victoria_metrics_url",
+                self.url,
+            ) from exc
+        if response.status_code >= 300:
+            raise MetricStoreError(
+                "metric-store-failed",
+                f"cannot flush VictoriaMetrics at {self.url}: HTTP {response.status_code}",
+            )
+
+    @staticmethod
+    def _range(start: datetime, end: datetime) -> tuple[int, int, dict[str, str]]:
+        start_ms, end_ms = epoch_ms(start), epoch_ms(end)
+        # The server's range is inclusive at both ends: ask for [start, end - 1 ms].
+        params = {"start": f"{start_ms / 1000:.3f}", "end": f"{(end_ms - 1) / 1000:.3f}"}
+        return start_ms, end_ms, params
+
+    async def read(
+        self,
+        *,
+        start: datetime,
+        end: datetime,
+        metrics: Sequence[str] | None = None,
+        sessions: Sequence[str] | None = None,
+    ) -> pd.DataFrame:
+        import numpy as np
+        import pandas as pd
+
+        start_ms, end_ms, params = self._range(start, end)
+        if end_ms <= start_ms or nothing_asked(metrics) or nothing_asked(sessions):
+            return empty_frame()
+        limit = asyncio.Semaphore(READ_CONCURRENCY)
+
+        async def export(selector: str) -> bytes:
+            async with limit:
+                response = await self._post(
+                    "/api/v1/export", "read points", data={"match[]": selector, **params}
+                )
+                return response.content
+
+        bodies = await asyncio.gather(*(export(s) for s in selectors(metrics, sessions)))
+        names: list[str] = []
+        sess: list[str] = []
+        asns: list[int] = []
+        stamps: list[Any] = []
+        values: list[Any] = []
+        for body in bodies:
+            for line in body.splitlines():
+                if not line:
+                    continue
+                row = orjson.loads(line)
+                labels, n = row["metric"], len(row["timestamps"])
+                names.extend([labels["__name__"]] * n)
+                sess.extend([labels["session"]] * n)
+                asns.extend([int(labels["peer_asn"])] * n)
+                stamps.append(np.asarray(row["timestamps"], dtype="int64"))
+                values.append(np.asarray(row["values"], dtype="float64"))
+        frame = pd.DataFrame(
+            {
+                "metric": names,
+                "session": sess,
+                "peer_asn": np.asarray(asns, dtype="int64"),
+                "timestamp": np.concatenate(stamps) if stamps else np.empty(0, "int64"),
+                "value": np.concatenate(values) if values else np.empty(0, "float64"),
+            }
+        )
+        return finish_points(frame, start_ms, end_ms)
+
+    async def series(
+        self, *, start: datetime, end: datetime, metrics: Sequence[str] | None = None
+    ) -> pd.DataFrame:
+        _, _, params = self._range(start, end)
+        if nothing_asked(metrics):
+            return finish_series([])
+        response = await self._post(
+            "/api/v1/series",
+            "list series",
+            data={"match[]": selectors(metrics, None)[0], **params},
+        )
+        data = orjson.loads(response.content).get("data") or []
+        return finish_series([(s["__name__"], s["session"], int(s["peer_asn"])) for s in data])
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
