@@ -17,7 +17,7 @@ from bgp_orchestrator.anomaly.band import Band, band_from_expected
 from bgp_orchestrator.anomaly.detect import Anomaly, find_anomalies
 from bgp_orchestrator.anomaly.engines import FitParams, expected_values
 from bgp_orchestrator.anomaly.prepare import Prepared, Skipped, prepare
-from bgp_orchestrator.anomaly.series import MetricPoint, SeriesKey
+from bgp_orchestrator.anomaly.series import BAND_METRICS, MetricPoint, SeriesKey
 
 POINT_COLUMNS = ("metric", "session", "peer_asn", "timestamp", "value")
 
@@ -67,11 +67,7 @@ def _band_points(item: Prepared, band: Band, last: int) -> list[MetricPoint]:
     labels = (("series_metric", key.metric),)
     points: list[MetricPoint] = []
     seconds = item.index.asi8 // 1_000_000_000
-    for name, array in (
-        ("bgpo_anomaly_expected", band.expected),
-        ("bgpo_anomaly_lower", band.lower),
-        ("bgpo_anomaly_upper", band.upper),
-    ):
+    for name, array in zip(BAND_METRICS, (band.expected, band.lower, band.upper), strict=True):
         for ts, value in zip(seconds[-last:], array[-last:], strict=True):
             if np.isfinite(value):
                 points.append(

@@ -1,0 +1,264 @@
+"""Anomaly fitting: 80,000 hourly series of 14 days through the Ray Data job.
+
+    ./dev bench-anomaly                      # 80,000 series
+    ./dev bench-anomaly --series 10000       # a quicker look
+
+In one run:
+
+1. generates 80,000 series (14 days, hourly, daily rhythm) with injected
+   spikes, level shifts and dropouts, labels kept;
+2. compares statsforecast models on a sample (series/s and F1): the measurement
+   behind the default model;
+3. starts its own stack (`bgpo up` in a temporary data directory on free
+   ports), loads every series into its metric store (VictoriaMetrics when
+   installed, else the Parquet fallback), submits ``jobs.fit_anomalies`` with
+   ``ray job submit`` and times it; reads the anomalies the job stored in
+   PostgreSQL back and scores them point by point against the labels;
+4. fits Prophet (the reference engine) on a sample of the same series:
+   series/s, the projected time for all of them, and F1 of both engines on
+   that sample;
+5. scores both engines on the labelled SQL Slammer minutes (time-ordered).
+
+The last line is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import tempfile
+import time
+from dataclasses import replace
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import numpy as np
+import orjson
+from bench_stack import Stack, log
+
+from bgp_orchestrator.anomaly import slammer
+from bgp_orchestrator.anomaly.engines import FitParams
+from bgp_orchestrator.anomaly.evaluation import Scores, point_scores
+from bgp_orchestrator.anomaly.series import MetricPoint
+from bgp_orchestrator.anomaly.store import open_metric_store
+from bgp_orchestrator.anomaly.synthetic import LabelledSeries, generate
+from bgp_orchestrator.anomaly.tuning import score
+from bgp_orchestrator.local.services import endpoints
+from bgp_orchestrator.storage.database import asyncpg_dsn
+
+METRIC = "bgpo_session_update_rate"
+SLAMMER = Path(__file__).resolve().parents[2] / "shared" / "data" / "bgp" / "anomaly"
+
+
+def subset(data: LabelledSeries, rows: int) -> LabelledSeries:
+    return LabelledSeries(
+        data.index,
+        data.values[:rows],
+        data.labels[:rows],
+        data.sessions[:rows],
+        data.peer_asns[:rows],
+    )
+
+
+def timed_score(data: LabelledSeries, params: FitParams) -> tuple[float, Scores]:
+    started = time.perf_counter()
+    result = score(data, params)
+    return len(data.sessions) / (time.perf_counter() - started), result
+
+
+def model_choice(data: LabelledSeries, sample: int) -> list[dict[str, Any]]:
+    rows = []
+    score(subset(data, 10), FitParams())  # imports and first-call costs out of the timing
+    for model, size in (
+        ("seasonal_es", sample),
+        ("seasonal_es_optimized", sample),
+        ("mstl", max(50, sample // 20)),
+        ("autoets", max(20, sample // 100)),
+    ):
+        rate, result = timed_score(subset(data, size), FitParams(model=model))
+        rows.append(
+            {"model": model, "series": size, "series_per_s": round(rate, 1), **result.as_dict()}
+        )
+        log(f"  {model:<22} {rate:>9,.1f} series/s  F1 {result.f1:.3f} on {size:,} series")
+    return rows
+
+
+async def load_vm(url: str, data: LabelledSeries, chunk: int = 2000) -> None:
+    stamps = (data.index.asi8 // 1_000_000).tolist()
+    async with httpx.AsyncClient(base_url=url, timeout=120) as client:
+        for lo in range(0, len(data.sessions), chunk):
+            lines = [
+                orjson.dumps(
+                    {
+                        "metric": {"__name__": METRIC, "session": s, "peer_asn": str(int(a))},
+                        "values": np.round(v, 4).tolist(),
+                        "timestamps": stamps,
+                    }
+                )
+                for s, a, v in zip(
+                    data.sessions[lo : lo + chunk],
+                    data.peer_asns[lo : lo + chunk],
+                    data.values[lo : lo + chunk],
+                    strict=True,
+                )
+            ]
+            response = await client.post("/api/v1/import", content=b"\n".join(lines) + b"\n")
+            response.raise_for_status()
+        (await client.get("/internal/force_flush")).raise_for_status()
+
+
+async def load(stack: Stack, data: LabelledSeries) -> str:
+    store = open_metric_store(stack.settings)
+    where = store.describe()
+    try:
+        url = getattr(store, "url", None)
+        if url:
+            await load_vm(url, data)
+            return where
+        seconds = data.index.asi8 // 1_000_000_000
+        for number, session in enumerate(data.sessions):
+            asn = int(data.peer_asns[number])
+            await store.write(
+                [
+                    MetricPoint(METRIC, session, asn, float(t), float(v))
+                    for t, v in zip(seconds, data.values[number], strict=True)
+                ]
+            )
+    finally:
+        await store.close()
+    return where
+
+
+async def job_flags(stack: Stack, data: LabelledSeries) -> np.ndarray:
+    """The anomalies the job stored, as flagged steps per series."""
+    row_of = {s: i for i, s in enumerate(data.sessions)}
+    step = data.index[1] - data.index[0]
+    first = data.index[0]
+    flags = np.zeros(data.labels.shape, dtype=bool)
+    conn = await asyncpg.connect(asyncpg_dsn(endpoints(stack.settings).database_url))
+    try:
+        rows = await conn.fetch("SELECT session, start_at, end_at FROM anomalies")
+    finally:
+        await conn.close()
+    for r in rows:
+        lo = int((r["start_at"] - first) / step)
+        hi = int((r["end_at"] - first) / step)
+        flags[row_of[r["session"]], lo : hi + 1] = True
+    return flags
+
+
+def fit_through_stack(data: LabelledSeries, workers: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="bgpo-bench-anomaly-") as tmp:
+        stack = Stack(Path(tmp))
+        log("starting a stack (bgpo up) ...")
+        stack.bgpo("up")
+        try:
+            started = time.perf_counter()
+            where = asyncio.run(load(stack, data))
+            load_s = time.perf_counter() - started
+            points = data.values.size
+            log(f"loaded {points:,} points into {where} in {load_s:.1f} s")
+            end = data.index[-1] + (data.index[1] - data.index[0])
+            days = (end - data.index[0]) / timedelta(days=1)
+            seconds, out = stack.submit(
+                "jobs.fit_anomalies", "--end", end.isoformat(), "--days", f"{days:g}",
+                "--metrics", METRIC, "--workers", str(workers),
+            )  # fmt: skip
+            job = json.loads(out.strip().splitlines()[-1])
+            flags = asyncio.run(job_flags(stack, data))
+        finally:
+            stack.bgpo("down")
+    accuracy = point_scores(flags, data.labels)
+    log(
+        f"job: {job['fitted']:,} series fitted in {job['seconds']} s inside the job "
+        f"({job['series_per_s']} series/s), {seconds:.1f} s from submit to finish; "
+        f"{job['anomalies']:,} anomalies; P {accuracy.precision:.3f} R {accuracy.recall:.3f} "
+        f"F1 {accuracy.f1:.3f}"
+    )
+    return {
+        "store": where,
+        "load_s": round(load_s, 1),
+        "submit_to_finish_s": round(seconds, 1),
+        "job": job,
+        "accuracy": accuracy.as_dict(),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--series", type=int, default=80_000)
+    parser.add_argument("--days", type=int, default=14)
+    parser.add_argument("--model-sample", type=int, default=2000)
+    parser.add_argument("--prophet-sample", type=int, default=200)
+    parser.add_argument("--workers", type=int, default=2, help="Ray Data fitting workers")
+    parser.add_argument("--no-slammer", action="store_true")
+    args = parser.parse_args()
+
+    log(f"generating {args.series:,} series x {args.days * 24} hourly steps ...")
+    data = generate(args.series, days=args.days, seed=11)
+    log(f"{int(data.labels.sum()):,} anomalous steps of {data.labels.size:,}")
+
+    log(f"statsforecast models on samples (the default is {FitParams().model}):")
+    models = model_choice(data, args.model_sample)
+
+    stack = fit_through_stack(data, args.workers)
+    total_s = stack["submit_to_finish_s"]
+    series_per_s = args.series / total_s
+
+    sample = subset(data, args.prophet_sample)
+    log(f"Prophet on {args.prophet_sample} series ...")
+    prophet_rate, prophet = timed_score(sample, replace(FitParams(), engine="prophet"))
+    _, default_on_sample = timed_score(sample, FitParams())
+    projected = args.series / prophet_rate
+    log(
+        f"Prophet: {prophet_rate:.1f} series/s -> {projected / 60:.0f} min for {args.series:,}; "
+        f"F1 on the sample: Prophet {prophet.f1:.3f}, statsforecast {default_on_sample.f1:.3f}"
+    )
+
+    slammer_out: dict[str, Any] = {}
+    path = SLAMMER / "slammer-2003.csv"
+    if not args.no_slammer and path.exists():
+        labelled = slammer.load(path)
+        for engine, kwargs in (
+            ("statsforecast", {}),
+            ("prophet", {"seasons": (1440,), "ks": (3.0, 5.0), "step": 240}),
+        ):
+            started = time.perf_counter()
+            result = slammer.evaluate(labelled, replace(FitParams(), engine=engine), **kwargs)
+            slammer_out[engine] = {
+                **result.as_dict(),
+                "seconds": round(time.perf_counter() - started, 1),
+            }
+            t = result.test
+            log(
+                f"Slammer, {engine}: season {result.season_length} min, k {result.k:g} chosen "
+                f"on rows < {result.split_row}; unseen half P {t.precision:.3f} "
+                f"R {t.recall:.3f} F1 {t.f1:.3f}"
+            )
+
+    summary = {
+        "series": args.series,
+        "total_s": round(total_s, 1),
+        "job_s": stack["job"]["seconds"],
+        "series_per_s": round(series_per_s, 1),
+        "load_s": stack["load_s"],
+        "store": stack["store"],
+        "f1": stack["accuracy"]["f1"],
+        "precision": stack["accuracy"]["precision"],
+        "recall": stack["accuracy"]["recall"],
+        "prophet_series_per_s": round(prophet_rate, 2),
+        "prophet_projected_s": round(projected, 0),
+        "prophet_f1": prophet.f1,
+        "sample_f1": default_on_sample.f1,
+        "models": models,
+        "slammer": slammer_out,
+    }
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()
