@@ -55,7 +55,7 @@ def test_naive_window_starts_are_refused() -> None:
     row = {
         "session_id": "c|p",
         "peer_asn": 1,
-        "window_start": datetime(2026, 1, 1),  # noqa: DTZ001
+        "window_start": datetime(2026, 1, 1),
         "announcements": 0,
         "withdrawals": 0,
         "prefix_count": 0,
