@@ -168,7 +168,10 @@ def fit_through_stack(data: LabelledSeries, workers: int) -> dict[str, Any]:
                 "jobs.fit_anomalies", "--end", end.isoformat(), "--days", f"{days:g}",
                 "--metrics", METRIC, "--workers", str(workers),
             )  # fmt: skip
-            job = json.loads(out.strip().splitlines()[-1])
+            # `ray job submit` prints its own lines around the job's output.
+            job = json.loads(
+                next(x for x in reversed(out.splitlines()) if x.startswith('{"run_id"'))
+            )
             flags = asyncio.run(job_flags(stack, data))
         finally:
             stack.bgpo("down")

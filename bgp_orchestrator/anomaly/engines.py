@@ -130,8 +130,9 @@ def _statsforecast(
 def _prophet(series: Sequence[Prepared], params: FitParams, horizon: int) -> dict[str, np.ndarray]:
     from prophet import Prophet
 
-    for name in ("cmdstanpy", "prophet"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+    # cmdstanpy logs two INFO lines per fit through its own handler.
+    logging.getLogger("cmdstanpy").disabled = True
+    logging.getLogger("prophet").setLevel(logging.WARNING)
     period_days = params.season_length * params.resolution_s / 86400
     out: dict[str, np.ndarray] = {}
     for item in series:

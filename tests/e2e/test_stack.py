@@ -92,6 +92,30 @@ def _tenant(client: httpx.Client, slug: str) -> dict[str, str]:
     return headers
 
 
+def submit(stack: Stack, *job: str, timeout: float = 400) -> subprocess.CompletedProcess[str]:
+    """`ray job submit` of ``python -m <job>`` to the stack's Ray head; must succeed."""
+    result = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "ray"),
+            "job",
+            "submit",
+            "--address",
+            stack.settings.dashboard_url,
+            "--",
+            "python",
+            "-m",
+            *job,
+        ],
+        env=stack.env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
+
+
 def test_up_prints_working_urls(stack: Stack) -> None:
     result = stack.bgpo("status")
     assert result.returncode == 0, result.stdout + result.stderr
@@ -174,25 +198,7 @@ def test_training_job_and_model_switches_fail_no_request(stack: Stack) -> None:
             ["jobs.build_flap_dataset", "simulate", "--sessions", "3000", "--windows", "48"],
             ["jobs.train_flap_model", "--workers", "2", "--cpus-per-worker", "0.5", "--activate"],
         ):
-            result = subprocess.run(
-                [
-                    str(Path(sys.executable).parent / "ray"),
-                    "job",
-                    "submit",
-                    "--address",
-                    stack.settings.dashboard_url,
-                    "--",
-                    "python",
-                    "-m",
-                    *job,
-                ],
-                env=stack.env,
-                capture_output=True,
-                text=True,
-                timeout=400,
-                check=False,
-            )
-            assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+            result = submit(stack, *job)
         assert "model v" in result.stdout and "active" in result.stdout
         trained = starter + 1
         hammer.wait_for(trained, timeout=60)
@@ -230,6 +236,62 @@ def test_training_job_and_model_switches_fail_no_request(stack: Stack) -> None:
                 break
             assert status in ("PENDING", "RUNNING") and time.monotonic() < deadline, status
             time.sleep(2)
+
+
+def test_anomaly_fitting_job_stores_what_the_api_returns(stack: Stack) -> None:
+    """`ray job submit jobs.fit_anomalies` on the cluster `up` started reads the series
+    from the stack's metric store, and the API returns the anomalies it stored."""
+    import asyncio
+
+    from bgp_orchestrator.anomaly.store import open_metric_store
+    from bgp_orchestrator.anomaly.synthetic import generate
+
+    data = generate(40, days=7, anomalies_per_series=2, seed=9)
+    frame = data.long_frame("bgpo_session_withdrawal_rate")
+
+    async def load() -> str:
+        from bgp_orchestrator.anomaly.series import MetricPoint
+
+        store = open_metric_store(stack.settings)
+        try:
+            await store.write(
+                [
+                    MetricPoint(
+                        r.metric, r.session, int(r.peer_asn), r.timestamp.timestamp(), r.value
+                    )
+                    for r in frame.itertuples()
+                ]
+            )
+            flush = getattr(store, "flush", None)
+            if flush is not None:
+                await flush()
+            return store.describe()
+        finally:
+            await store.close()
+
+    where = asyncio.run(load())
+    assert "VictoriaMetrics" in where or "Parquet" in where
+    end = data.index[-1] + (data.index[1] - data.index[0])
+    result = submit(
+        stack, "jobs.fit_anomalies", "--end", end.isoformat(), "--days", "7",
+        "--metrics", "bgpo_session_withdrawal_rate", "--workers", "1",
+    )  # fmt: skip
+    outcome = json.loads(
+        next(x for x in reversed(result.stdout.splitlines()) if x.startswith('{"run_id"'))
+    )
+    assert outcome["fitted"] == 40 and outcome["anomalies"] > 0
+    with httpx.Client(base_url=stack.url, timeout=10) as client:
+        listed = client.get(
+            "/api/v1/anomalies", params={"metric": "bgpo_session_withdrawal_rate"}, headers=E2E
+        ).json()
+        assert listed["total"] == outcome["anomalies"]
+        first = listed["items"][0]
+        assert first["session"] in data.sessions and first["run_id"] == outcome["run_id"]
+        detail = client.get(f"/api/v1/anomalies/{first['id']}", headers=E2E).json()
+        assert detail["window"]
+        summary = client.get("/api/v1/anomalies/summary", headers=E2E).json()
+        assert summary["last_run"]["id"] == outcome["run_id"]
+        assert summary["last_run"]["status"] == "succeeded"
 
 
 def test_postgres_outage_gives_503_and_recovers(stack: Stack) -> None:
