@@ -198,6 +198,12 @@ class Settings(BaseSettings):
         description="auto: VictoriaMetrics when configured or installed, else Parquet; "
         "victoriametrics: refuse to fall back; parquet: always the Parquet files.",
     )
+    anomaly_fit_interval_s: float = Field(
+        3600.0,
+        ge=0,
+        description="How often the stack submits the anomaly fitting job (jobs.fit_anomalies "
+        "over the last 14 days); 0 = never (run it with `ray job submit`).",
+    )
 
     @field_validator("victoria_metrics_url")
     @classmethod

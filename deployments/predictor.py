@@ -31,7 +31,11 @@ from bgp_orchestrator.api.app import database_for
 from bgp_orchestrator.flaps.feature_store import open_store
 from bgp_orchestrator.flaps.predictor import FlapPredictor as Core
 from bgp_orchestrator.settings import Settings
-from bgp_orchestrator.stack.jobs_client import JobLauncher, MaterializeSchedule
+from bgp_orchestrator.stack.jobs_client import (
+    JobLauncher,
+    anomaly_fit_schedule,
+    materialize_schedule,
+)
 
 log = logging.getLogger(__name__)
 
@@ -68,11 +72,19 @@ class FlapPredictor:
             settings=settings,
         )
         self._pinned: int | None = None
-        self._schedule = MaterializeSchedule(
-            self._redis, JobLauncher(settings), settings.materialize_interval_s
-        )
+        launcher = JobLauncher(settings)
+        # The predictor replicas also host the stack's periodic jobs (a Redis lock
+        # elects one replica per run).
+        self._schedules = [
+            materialize_schedule(self._redis, launcher, settings.materialize_interval_s)
+        ]
+        if settings.anomaly_fit_interval_s:
+            self._schedules.append(
+                anomaly_fit_schedule(self._redis, launcher, settings.anomaly_fit_interval_s)
+            )
         loop = asyncio.get_event_loop()
-        self._tasks = [loop.create_task(self._follow()), loop.create_task(self._schedule.run())]
+        self._tasks = [loop.create_task(self._follow())]
+        self._tasks += [loop.create_task(s.run()) for s in self._schedules]
 
     async def reconfigure(self, config: dict[str, Any]) -> None:
         version = config.get("model_version")

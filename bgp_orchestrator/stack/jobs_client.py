@@ -1,5 +1,5 @@
 """Submit Ray jobs through the dashboard's REST API (what `ray job submit` uses),
-and the periodic feature materialization built on it."""
+and the periodic jobs built on it (feature materialization, anomaly fitting)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,10 @@ log = logging.getLogger(__name__)
 
 MATERIALIZE_ENTRYPOINT = "python -m jobs.materialize_features"
 MATERIALIZE_LOCK = "bgpo:flap:materialize-lock"
+# Hourly refits over two weeks of history; anomalies ending in the last three hours
+# are stored (older ones were stored by earlier runs).
+ANOMALY_FIT_ENTRYPOINT = "python -m jobs.fit_anomalies --days 14 --report-hours 3"
+ANOMALY_FIT_LOCK = "bgpo:anomaly:fit-lock"
 
 
 def job_env() -> dict[str, str]:
@@ -74,29 +78,63 @@ class JobLauncher:
         return answer
 
 
-class MaterializeSchedule:
-    """Submit the materialization job every ``interval_s``; a Redis lock makes one
-    replica of many do it."""
+class JobSchedule:
+    """Submit ``entrypoint`` every ``interval_s``; a Redis lock makes one replica of
+    many do it. The first run is one interval away (`bgpo up` has just done the
+    work, or there is nothing to do yet)."""
 
-    def __init__(self, redis: Any, launcher: JobLauncher, interval_s: float) -> None:
+    def __init__(
+        self,
+        redis: Any,
+        launcher: JobLauncher,
+        interval_s: float,
+        *,
+        entrypoint: str,
+        name: str,
+        lock: str,
+    ) -> None:
         self._redis = redis
         self._launcher = launcher
         self._interval_s = interval_s
+        self._entrypoint = entrypoint
+        self._name = name
+        self._lock = lock
         self.last_job: str | None = None
 
     async def tick(self) -> str | None:
         owner = uuid.uuid4().hex
         ttl = max(1, int(self._interval_s * 0.9))
-        if not await self._redis.set(MATERIALIZE_LOCK, owner, nx=True, ex=ttl):
+        if not await self._redis.set(self._lock, owner, nx=True, ex=ttl):
             return None
-        self.last_job = await self._launcher.submit(MATERIALIZE_ENTRYPOINT, "materialize")
+        self.last_job = await self._launcher.submit(self._entrypoint, self._name)
         return self.last_job
 
     async def run(self) -> None:
-        # `bgpo up` has just materialized: the first run is one interval away.
         while True:
             await asyncio.sleep(self._interval_s)
             try:
                 await self.tick()
             except Exception as exc:  # the next tick tries again
-                log.warning("scheduling feature materialization failed: %s", exc)
+                log.warning("scheduling %s failed: %s", self._name, exc)
+
+
+def materialize_schedule(redis: Any, launcher: JobLauncher, interval_s: float) -> JobSchedule:
+    return JobSchedule(
+        redis,
+        launcher,
+        interval_s,
+        entrypoint=MATERIALIZE_ENTRYPOINT,
+        name="materialize",
+        lock=MATERIALIZE_LOCK,
+    )
+
+
+def anomaly_fit_schedule(redis: Any, launcher: JobLauncher, interval_s: float) -> JobSchedule:
+    return JobSchedule(
+        redis,
+        launcher,
+        interval_s,
+        entrypoint=ANOMALY_FIT_ENTRYPOINT,
+        name="fit-anomalies",
+        lock=ANOMALY_FIT_LOCK,
+    )
