@@ -134,10 +134,17 @@ class VictoriaMetricsStore:
                 self.url,
             ) from exc
         if response.status_code >= 300:
+            hint = ""
+            if "exceeds" in response.text or "-search.max" in response.text:
+                hint = (
+                    " (the server's limits are too low for this many series: raise its "
+                    "-search.maxSeries and -search.maxUniqueTimeseries; the embedded "
+                    "VictoriaMetrics allows 5,000,000)"
+                )
             raise MetricStoreError(
                 "metric-store-failed",
                 f"cannot {what}: VictoriaMetrics at {self.url} answered HTTP "
-                f"{response.status_code}: {response.text[:300]}",
+                f"{response.status_code}: {response.text[:300]}{hint}",
                 "victoria_metrics_url",
                 self.url,
             )

@@ -19,6 +19,8 @@ from bgp_orchestrator.settings import Settings
 
 #: Where the Debian package installs the server.
 DEBIAN_BINARY = Path("/usr/bin/victoria-metrics")
+#: Series one listing or query may touch on the embedded server.
+MAX_SERIES = 5_000_000
 
 
 def victoria_metrics_binary() -> str | None:
@@ -93,6 +95,11 @@ class EmbeddedVictoriaMetrics(DaemonService):
             f"-retentionPeriod={self.retention}",
             # A point written twice (a retried write) is kept once.
             "-dedup.minScrapeInterval=1ms",
+            # 80,000 sessions x 4 metrics, plus the fitted bands: the defaults (30,000
+            # series per /api/v1/series, 300,000 per query) are for dashboards.
+            f"-search.maxSeries={MAX_SERIES}",
+            f"-search.maxUniqueTimeseries={MAX_SERIES}",
+            f"-search.maxTagValues={MAX_SERIES}",
         ]
 
     def healthy(self) -> bool:

@@ -70,6 +70,27 @@ async def test_victoria_metrics_store_reads_500_sessions(store: VictoriaMetricsS
     await check_many_sessions(store, store.flush)
 
 
+async def test_more_series_than_victoria_metrics_lists_by_default(
+    store: VictoriaMetricsStore,
+) -> None:
+    """The embedded server lists 80,000 sessions' series (its default stops at 30,000)."""
+    t = base_time() - timedelta(hours=5)
+    points = [
+        MetricPoint(
+            "bgpo_session_origins", f"many|10.{i >> 8}.{i & 255}.1", 65000, t.timestamp(), 1.0
+        )
+        for i in range(30_500)
+    ]
+    await store.write(points)
+    await store.flush()
+    listed = await store.series(
+        start=t - timedelta(minutes=1),
+        end=t + timedelta(minutes=1),
+        metrics=["bgpo_session_origins"],
+    )
+    assert len(listed[listed["session"].str.startswith("many|")]) == 30_500
+
+
 async def test_further_labels_are_written(store: VictoriaMetricsStore) -> None:
     t = base_time() - timedelta(hours=3)
     await store.write([MetricPoint(BAND, "lbl|10.9.9.9", 65010, t.timestamp(), 4.5, BAND_LABELS)])
