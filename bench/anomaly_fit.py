@@ -43,7 +43,7 @@ from bench_stack import Stack, log
 from bgp_orchestrator.anomaly import slammer
 from bgp_orchestrator.anomaly.engines import FitParams
 from bgp_orchestrator.anomaly.evaluation import Scores, point_scores
-from bgp_orchestrator.anomaly.series import MetricPoint
+from bgp_orchestrator.anomaly.series import MetricPoint, bucket_of
 from bgp_orchestrator.anomaly.store import open_metric_store
 from bgp_orchestrator.anomaly.synthetic import LabelledSeries, generate
 from bgp_orchestrator.anomaly.tuning import score
@@ -94,7 +94,12 @@ async def load_vm(url: str, data: LabelledSeries, chunk: int = 2000) -> None:
             lines = [
                 orjson.dumps(
                     {
-                        "metric": {"__name__": METRIC, "session": s, "peer_asn": str(int(a))},
+                        "metric": {
+                            "__name__": METRIC,
+                            "session": s,
+                            "peer_asn": str(int(a)),
+                            "bucket": str(bucket_of(s)),
+                        },
                         "values": np.round(v, 4).tolist(),
                         "timestamps": stamps,
                     }

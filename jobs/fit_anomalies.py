@@ -3,8 +3,8 @@
     ray job submit --address http://127.0.0.1:8265 --working-dir . -- \\
         python -m jobs.fit_anomalies [--engine prophet] [--days 14] [--tune]
 
-Ray Data spreads the series over workers in chunks (sessions grouped by the
-metric store's buckets); each worker reads its chunk from the metric store
+Ray Data spreads the series over workers in chunks (the metric store's 64
+session buckets); each worker reads its chunk from the metric store
 (VictoriaMetrics, or the Parquet fallback), fits every series
 (statsforecast by default, Prophet as the reference engine), stores the
 anomalies in PostgreSQL and writes the newest band points back to the metric
@@ -32,7 +32,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedCo
 
 from bgp_orchestrator.anomaly import repository
 from bgp_orchestrator.anomaly.engines import DEFAULT_MODEL, ENGINES, MODELS, FitParams
-from bgp_orchestrator.anomaly.series import METRICS, bucket_of
+from bgp_orchestrator.anomaly.series import BUCKETS, METRICS, bucket_of
 from bgp_orchestrator.anomaly.tuning import SEARCH_SPACE, score, with_config
 from bgp_orchestrator.local.services import endpoints
 from bgp_orchestrator.settings import Settings
@@ -48,11 +48,16 @@ class Window:
     since: datetime | None  # report anomalies ending at or after this
 
 
-def chunk_sessions(sessions: list[str], size: int) -> list[list[str]]:
-    """Sessions grouped by metric-store bucket, then cut into chunks of ``size``:
-    a chunk's reads touch few Parquet buckets."""
-    ordered = sorted(set(sessions), key=lambda s: (bucket_of(s), s))
-    return [ordered[i : i + size] for i in range(0, len(ordered), size)]
+def chunks(sessions: list[str] | None) -> list[dict[str, Any]]:
+    """One task per metric-store bucket (an exact label match in VictoriaMetrics, one
+    folder of Parquet files): 80,000 sessions make 64 chunks of ~1,250. With
+    ``sessions``, only their buckets, filtered to them."""
+    if sessions is None:
+        return [{"bucket": b, "sessions": ""} for b in range(BUCKETS)]
+    by_bucket: dict[int, list[str]] = {}
+    for session in sorted(set(sessions)):
+        by_bucket.setdefault(bucket_of(session), []).append(session)
+    return [{"bucket": b, "sessions": json.dumps(s)} for b, s in sorted(by_bucket.items())]
 
 
 class FitChunk:
@@ -81,12 +86,15 @@ class FitChunk:
         from bgp_orchestrator.anomaly.fitting import fit_frame
 
         out: dict[str, list[Any]] = {"series": [], "fitted": [], "skipped": [], "anomalies": []}
-        for sessions, run_id in zip(batch["sessions"], batch["run_id"], strict=True):
+        for bucket, sessions, run_id in zip(
+            batch["bucket"], batch["sessions"], batch["run_id"], strict=True
+        ):
             frame = await self.store.read(
                 start=self.window.start,
                 end=self.window.end,
                 metrics=self.metrics,
-                sessions=list(sessions),
+                sessions=json.loads(sessions) if sessions else None,
+                buckets=[int(bucket)],
             )
             result = await asyncio.to_thread(
                 fit_frame, frame, self.params, since=self.window.since, band_points=self.bands
@@ -138,18 +146,6 @@ def tune_params(base: FitParams, samples: int, series: int) -> tuple[FitParams, 
     return with_config(base, best.config), dict(best.metrics or {})
 
 
-async def _series(settings: Settings, window: Window, metrics: list[str]) -> list[str]:
-    from bgp_orchestrator.anomaly.store import open_metric_store
-
-    store = open_metric_store(settings)
-    try:
-        keys = await store.series(start=window.start, end=window.end, metrics=metrics)
-        console.print(f"metric store: {store.describe()}")
-    finally:
-        await store.close()
-    return sorted(set(keys["session"].astype(str)))
-
-
 async def _db(settings: Settings, action: str, **kwargs: Any) -> Any:
     import asyncpg
 
@@ -169,7 +165,6 @@ def run(
     *,
     metrics: list[str],
     sessions: list[str] | None,
-    chunk_size: int,
     workers: int,
     bands: int,
     tuned: dict[str, Any] | None = None,
@@ -177,8 +172,10 @@ def run(
     import ray
     import ray.data
 
+    from bgp_orchestrator.anomaly.store import open_metric_store
+
+    console.print(f"metric store: {open_metric_store(settings).describe()}")
     started = time.perf_counter()
-    found = sessions or asyncio.run(_series(settings, window, metrics))
     run_params = {**params.as_dict(), "metrics": metrics, "tuned": tuned}
     run_id = asyncio.run(
         _db(
@@ -194,10 +191,10 @@ def run(
     skipped: Counter[str] = Counter()
     error: str | None = None
     try:
-        chunks = chunk_sessions(found, chunk_size)
-        if chunks:
-            items = ray.data.from_items([{"sessions": c, "run_id": run_id} for c in chunks])
-            ds = items.repartition(len(chunks)).map_batches(
+        work = chunks(sessions)
+        if work:
+            items = ray.data.from_items([{**c, "run_id": run_id} for c in work])
+            ds = items.repartition(len(work)).map_batches(
                 FitChunk,
                 fn_constructor_kwargs={
                     "params": params.as_dict(),
@@ -211,7 +208,7 @@ def run(
             )
             columns = [BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
             with Progress(*Progress.get_default_columns()[:1], *columns, console=console) as bar:
-                task = bar.add_task(f"fitting {len(found):,} sessions", total=len(chunks))
+                task = bar.add_task(f"fitting {len(work)} buckets of sessions", total=len(work))
                 for row in ds.iter_rows():
                     totals.update(
                         series=row["series"], fitted=row["fitted"], anomalies=row["anomalies"]
@@ -239,7 +236,6 @@ def run(
         "run_id": run_id,
         "engine": params.engine,
         "model": params.model if params.engine == "statsforecast" else None,
-        "sessions": len(found),
         "series": totals["series"],
         "fitted": totals["fitted"],
         "skipped": dict(skipped),
@@ -269,7 +265,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--alpha", type=float, default=0.05, help="seasonal_es smoothing")
     parser.add_argument("--metrics", default=",".join(METRICS), help="comma-separated metrics")
     parser.add_argument("--sessions", help="comma-separated sessions (default: every one)")
-    parser.add_argument("--chunk-size", type=int, default=500, help="sessions per Ray Data task")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
     parser.add_argument(
         "--bands", type=int, help="newest band points written back (default: a season)"
@@ -317,7 +312,6 @@ def main(argv: list[str] | None = None) -> int:
         Window(start, end, since),
         metrics=args.metrics.split(","),
         sessions=args.sessions.split(",") if args.sessions else None,
-        chunk_size=args.chunk_size,
         workers=args.workers,
         bands=args.bands if args.bands is not None else params.season_length,
         tuned=tuned and {k: v for k, v in tuned.items() if k in ("f1", "precision", "recall")},

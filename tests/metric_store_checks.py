@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 
-from bgp_orchestrator.anomaly.series import MetricPoint
+from bgp_orchestrator.anomaly.series import MetricPoint, bucket_of
 from bgp_orchestrator.anomaly.store import COLUMNS, MetricStore
 
 STEP_S = 300
@@ -139,3 +139,12 @@ async def check_many_sessions(
     want = expected_frame(points, base, end, ["bgpo_session_origins"], sessions[:-1])
     assert len(got) == 3 * (count - 1)
     assert_frame(got, want)
+    # The fitting job's chunks: whole buckets, by an exact label match.
+    chosen = sorted({bucket_of(s) for s in sessions[:40]})[:3]
+    in_buckets = [s for s in sessions if bucket_of(s) in chosen]
+    got = await store.read(start=base, end=end, metrics=["bgpo_session_origins"], buckets=chosen)
+    assert set(got["session"]) == set(in_buckets)
+    assert_frame(got, expected_frame(points, base, end, ["bgpo_session_origins"], in_buckets))
+    both = await store.read(start=base, end=end, sessions=sessions[:40], buckets=chosen[:1])
+    assert set(both["session"]) == {s for s in sessions[:40] if bucket_of(s) == chosen[0]}
+    assert (await store.read(start=base, end=end, buckets=[])).empty

@@ -44,7 +44,7 @@ COLUMNS: dict[str, str] = {
 SERIES_COLUMNS = ("metric", "session", "peer_asn")
 
 #: Labels every point carries; a point's further labels may not use these names.
-RESERVED_LABELS = frozenset({"__name__", "session", "peer_asn"})
+RESERVED_LABELS = frozenset({"__name__", "session", "peer_asn", "bucket"})
 
 _METRIC_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
@@ -68,9 +68,13 @@ class MetricStore(Protocol):
         end: datetime,
         metrics: Sequence[str] | None = None,
         sessions: Sequence[str] | None = None,
+        buckets: Sequence[int] | None = None,
     ) -> pd.DataFrame:
         """Points with ``start <= timestamp < end`` (:data:`COLUMNS`), sorted by
-        metric, session, timestamp. ``None`` means every metric / session."""
+        metric, session, timestamp. ``None`` means every metric / session;
+        ``buckets`` keeps only sessions of these :func:`~.series.bucket_of` buckets
+        (how the fitting job reads in chunks: an exact label match, cheap for any
+        number of sessions)."""
         ...
 
     async def series(
@@ -140,7 +144,7 @@ def _problem(point: MetricPoint) -> str | None:
     return None
 
 
-def nothing_asked(names: Sequence[str] | None) -> bool:
+def nothing_asked(names: Sequence[str] | Sequence[int] | None) -> bool:
     """True for an empty selection (an empty answer); ``None`` means everything."""
     return names is not None and len(names) == 0
 

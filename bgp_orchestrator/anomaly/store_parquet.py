@@ -126,10 +126,14 @@ class ParquetMetricStore:
 
     # --- reading -------------------------------------------------------------
 
-    def _files(self, sessions: Sequence[str] | None) -> list[str]:
-        buckets = range(BUCKETS) if sessions is None else sorted({bucket_of(s) for s in sessions})
+    def _files(
+        self, sessions: Sequence[str] | None, buckets: Sequence[int] | None = None
+    ) -> list[str]:
+        chosen = set(range(BUCKETS)) if buckets is None else set(buckets)
+        if sessions is not None:
+            chosen &= {bucket_of(s) for s in sessions}
         files: list[str] = []
-        for bucket in buckets:
+        for bucket in sorted(chosen):
             folder = self.bucket_dir(bucket)
             if folder.is_dir():
                 files.extend(str(f) for f in sorted(folder.glob("*.parquet")))
@@ -142,11 +146,12 @@ class ParquetMetricStore:
         end_ms: int,
         metrics: Sequence[str] | None,
         sessions: Sequence[str] | None,
+        buckets: Sequence[int] | None = None,
     ) -> pa.Table | None:
         import pyarrow as pa
         import pyarrow.dataset as ds
 
-        files = self._files(sessions)
+        files = self._files(sessions, buckets)
         if not files:
             return None
         ts = pa.timestamp("ms", tz="UTC")
@@ -166,11 +171,12 @@ class ParquetMetricStore:
         end_ms: int,
         metrics: Sequence[str] | None,
         sessions: Sequence[str] | None,
+        buckets: Sequence[int] | None,
     ) -> pd.DataFrame:
         import pyarrow as pa
 
         columns = ["metric", "session", "peer_asn", "timestamp", "value"]
-        table = self._scan(columns, start_ms, end_ms, metrics, sessions)
+        table = self._scan(columns, start_ms, end_ms, metrics, sessions, buckets)
         if table is None:
             return empty_frame()
         table = table.set_column(3, "timestamp", table["timestamp"].cast(pa.int64()))
@@ -190,11 +196,19 @@ class ParquetMetricStore:
         end: datetime,
         metrics: Sequence[str] | None = None,
         sessions: Sequence[str] | None = None,
+        buckets: Sequence[int] | None = None,
     ) -> pd.DataFrame:
         start_ms, end_ms = epoch_ms(start), epoch_ms(end)
-        if end_ms <= start_ms or nothing_asked(metrics) or nothing_asked(sessions):
+        if (
+            end_ms <= start_ms
+            or nothing_asked(metrics)
+            or nothing_asked(sessions)
+            or nothing_asked(buckets)
+        ):
             return empty_frame()
-        return await self._guard("read points", self._read, start_ms, end_ms, metrics, sessions)
+        return await self._guard(
+            "read points", self._read, start_ms, end_ms, metrics, sessions, buckets
+        )
 
     async def series(
         self, *, start: datetime, end: datetime, metrics: Sequence[str] | None = None

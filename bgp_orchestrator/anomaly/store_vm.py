@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from bgp_orchestrator.anomaly.series import MetricPoint
+from bgp_orchestrator.anomaly.series import MetricPoint, bucket_of
 from bgp_orchestrator.anomaly.store import (
     MetricStoreError,
     empty_frame,
@@ -69,11 +69,18 @@ def _alternation(names: Sequence[str]) -> str:
     return _quote("|".join(re2_escape(n) for n in sorted(set(names))))
 
 
-def selectors(metrics: Sequence[str] | None, sessions: Sequence[str] | None) -> list[str]:
-    """``match[]`` selectors for the points of these metrics and sessions (None = all)."""
+def selectors(
+    metrics: Sequence[str] | None,
+    sessions: Sequence[str] | None,
+    buckets: Sequence[int] | None = None,
+) -> list[str]:
+    """``match[]`` selectors for the points of these metrics, sessions and buckets
+    (None = all)."""
     base = ['peer_asn=~"[0-9]+"']
     if metrics is not None:
         base.insert(0, f"__name__=~{_alternation(metrics)}")
+    if buckets is not None:
+        base.append(f"bucket=~{_alternation([str(b) for b in buckets])}")
     if sessions is None:
         return ["{" + ",".join([*base, 'session=~".+"']) + "}"]
     unique = sorted(set(sessions))
@@ -97,7 +104,13 @@ def import_lines(points: Sequence[MetricPoint]) -> list[bytes]:
         stamps.append(point_ms(p))
     lines = []
     for (metric, session, peer_asn, labels), (values, stamps) in grouped.items():
-        name = {"__name__": metric, "session": session, "peer_asn": str(peer_asn), **dict(labels)}
+        name = {
+            "__name__": metric,
+            "session": session,
+            "peer_asn": str(peer_asn),
+            "bucket": str(bucket_of(session)),
+            **dict(labels),
+        }
         lines.append(orjson.dumps({"metric": name, "values": values, "timestamps": stamps}))
     return lines
 
@@ -192,12 +205,18 @@ class VictoriaMetricsStore:
         end: datetime,
         metrics: Sequence[str] | None = None,
         sessions: Sequence[str] | None = None,
+        buckets: Sequence[int] | None = None,
     ) -> pd.DataFrame:
         import numpy as np
         import pandas as pd
 
         start_ms, end_ms, params = self._range(start, end)
-        if end_ms <= start_ms or nothing_asked(metrics) or nothing_asked(sessions):
+        if (
+            end_ms <= start_ms
+            or nothing_asked(metrics)
+            or nothing_asked(sessions)
+            or nothing_asked(buckets)
+        ):
             return empty_frame()
         limit = asyncio.Semaphore(READ_CONCURRENCY)
 
@@ -208,7 +227,7 @@ class VictoriaMetricsStore:
                 )
                 return response.content
 
-        bodies = await asyncio.gather(*(export(s) for s in selectors(metrics, sessions)))
+        bodies = await asyncio.gather(*(export(s) for s in selectors(metrics, sessions, buckets)))
         names: list[str] = []
         sess: list[str] = []
         asns: list[int] = []

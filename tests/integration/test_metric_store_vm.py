@@ -11,7 +11,7 @@ import httpx
 import orjson
 import pytest
 
-from bgp_orchestrator.anomaly.series import MetricPoint
+from bgp_orchestrator.anomaly.series import MetricPoint, bucket_of
 from bgp_orchestrator.anomaly.store import MetricStoreError, open_metric_store
 from bgp_orchestrator.anomaly.store_vm import VictoriaMetricsStore
 from bgp_orchestrator.anomaly.writer import BackgroundMetricWriter
@@ -104,6 +104,7 @@ async def test_further_labels_are_written(store: VictoriaMetricsStore) -> None:
         "__name__": BAND,
         "session": "lbl|10.9.9.9",
         "peer_asn": "65010",
+        "bucket": str(bucket_of("lbl|10.9.9.9")),
         "series_metric": "bgpo_session_prefixes",
     }
 
