@@ -111,8 +111,11 @@ class FitChunk:
         return out
 
 
-def tune_params(base: FitParams, samples: int, series: int) -> tuple[FitParams, dict[str, Any]]:
-    """Ray Tune over :data:`SEARCH_SPACE` on generated labelled series; best F1 wins."""
+def tune_params(
+    base: FitParams, samples: int, series: int, storage: str, days: float
+) -> tuple[FitParams, dict[str, Any]]:
+    """Ray Tune over :data:`SEARCH_SPACE` on generated labelled series; best F1 wins.
+    Season lengths the fitted history (``days``) cannot hold twice are not tried."""
     from ray import tune
 
     from bgp_orchestrator.anomaly.synthetic import generate
@@ -122,28 +125,33 @@ def tune_params(base: FitParams, samples: int, series: int) -> tuple[FitParams, 
     for name, spec in SEARCH_SPACE.items():
         kind, *values = spec
         if kind == "choice":
-            choices = [v for v in values[0] if 2 * v + 1 <= 14 * steps_per_day]
+            steps = min(days, 14) * steps_per_day
+            choices = [v for v in values[0] if 2 * v + 1 <= steps]
             space[name] = tune.choice(choices or [base.season_length])
         elif kind == "uniform":
             space[name] = tune.uniform(*values)
         else:
             space[name] = tune.loguniform(*values)
-    data = tune.with_parameters  # keep the generated data out of every trial's config
 
-    def objective(config: dict[str, Any], labelled: Any) -> dict[str, float]:
-        return {
-            k: float(v) for k, v in score(labelled, with_config(base, config)).as_dict().items()
-        }
+    def trial(config: dict[str, Any], labelled: Any) -> None:
+        result = score(labelled, with_config(base, config))
+        tune.report({k: float(v) for k, v in result.as_dict().items()})
 
+    # with_parameters puts the labelled series in the object store once, not in
+    # every trial's config.
     labelled = generate(series, steps_per_day=steps_per_day, seed=7)
     tuner = tune.Tuner(
-        tune.with_resources(data(objective, labelled=labelled), {"cpu": 1}),
+        tune.with_resources(tune.with_parameters(trial, labelled=labelled), {"cpu": 1}),
         param_space=space,
         tune_config=tune.TuneConfig(metric="f1", mode="max", num_samples=samples),
+        run_config=tune.RunConfig(
+            name=f"fit-anomalies-tune-{int(time.time())}", storage_path=storage
+        ),
     )
     best = tuner.fit().get_best_result()
-    assert best.config is not None
-    return with_config(base, best.config), dict(best.metrics or {})
+    if best.config is None or best.metrics is None:
+        raise SystemExit(f"tuning found no result: {best.error}")
+    return with_config(base, best.config), dict(best.metrics)
 
 
 async def _db(settings: Settings, action: str, **kwargs: Any) -> Any:
@@ -301,7 +309,8 @@ def main(argv: list[str] | None = None) -> int:
     ray.init(ignore_reinit_error=True, log_to_driver=False)
     tuned = None
     if args.tune:
-        params, tuned = tune_params(params, args.tune_samples, args.tune_series)
+        storage = str(Settings().data_dir / "ray_results")
+        params, tuned = tune_params(params, args.tune_samples, args.tune_series, storage, args.days)
         console.print(
             f"tuned: season {params.season_length}, k {params.k:.2f}, alpha {params.alpha:.3f} "
             f"(F1 {tuned.get('f1', 0):.3f} on labelled series)"

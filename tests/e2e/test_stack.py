@@ -239,8 +239,9 @@ def test_training_job_and_model_switches_fail_no_request(stack: Stack) -> None:
 
 
 def test_anomaly_fitting_job_stores_what_the_api_returns(stack: Stack) -> None:
-    """`ray job submit jobs.fit_anomalies` on the cluster `up` started reads the series
-    from the stack's metric store, and the API returns the anomalies it stored."""
+    """`ray job submit jobs.fit_anomalies --tune` on the cluster `up` started tunes its
+    parameters with Ray Tune, reads the series from the stack's metric store, and the
+    API returns the anomalies it stored."""
     import asyncio
 
     from bgp_orchestrator.anomaly.store import open_metric_store
@@ -275,11 +276,16 @@ def test_anomaly_fitting_job_stores_what_the_api_returns(stack: Stack) -> None:
     result = submit(
         stack, "jobs.fit_anomalies", "--end", end.isoformat(), "--days", "7",
         "--metrics", "bgpo_session_withdrawal_rate", "--workers", "1",
+        "--tune", "--tune-samples", "2", "--tune-series", "30",
     )  # fmt: skip
     outcome = json.loads(
         next(x for x in reversed(result.stdout.splitlines()) if x.startswith('{"run_id"'))
     )
     assert outcome["fitted"] == 40 and outcome["anomalies"] > 0
+    # --tune: Ray Tune chose the parameters the run used, by F1 on labelled series.
+    tuned = outcome["params"]["tuned"]
+    assert 0 < tuned["f1"] <= 1
+    assert outcome["params"]["season_length"] == 24  # 168 does not fit 7 days twice
     with httpx.Client(base_url=stack.url, timeout=10) as client:
         listed = client.get(
             "/api/v1/anomalies", params={"metric": "bgpo_session_withdrawal_rate"}, headers=E2E
