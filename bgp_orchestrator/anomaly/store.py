@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from bgp_orchestrator.anomaly.series import MetricPoint
-from bgp_orchestrator.errors import BgpoError
+from bgp_orchestrator.errors import ServiceUnavailable
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -50,8 +50,9 @@ _METRIC_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 
 
-class MetricStoreError(BgpoError):
-    """Writing to or reading from the metric store failed (``code`` says how)."""
+class MetricStoreError(ServiceUnavailable):
+    """Writing to or reading from the metric store failed (``code`` says how); the
+    API answers 503: the metric store is a dependency, like PostgreSQL."""
 
 
 class MetricStore(Protocol):

@@ -41,6 +41,7 @@ from bgp_orchestrator.anomaly.store import (
     point_ms,
     validate_points,
 )
+from bgp_orchestrator.local.services import redact
 
 if TYPE_CHECKING:
     import httpx
@@ -120,11 +121,13 @@ class VictoriaMetricsStore:
 
     def __init__(self, url: str, *, timeout_s: float = 30.0) -> None:
         self.url = url.rstrip("/")
+        # What messages show: a password in the URL is never printed.
+        self.shown = redact(self.url)
         self.timeout_s = timeout_s
         self._client: httpx.AsyncClient | None = None
 
     def describe(self) -> str:
-        return f"VictoriaMetrics at {self.url}"
+        return f"VictoriaMetrics at {self.shown}"
 
     def _http(self) -> httpx.AsyncClient:
         if self._client is None:
@@ -141,10 +144,10 @@ class VictoriaMetricsStore:
         except httpx.HTTPError as exc:
             raise MetricStoreError(
                 "metric-store-unavailable",
-                f"cannot {what}: VictoriaMetrics at {self.url} does not answer "
+                f"cannot {what}: VictoriaMetrics at {self.shown} does not answer "
                 f"({type(exc).__name__}: {exc}); is it running? (`bgpo status`)",
                 "victoria_metrics_url",
-                self.url,
+                self.shown,
             ) from exc
         if response.status_code >= 300:
             hint = ""
@@ -156,10 +159,10 @@ class VictoriaMetricsStore:
                 )
             raise MetricStoreError(
                 "metric-store-failed",
-                f"cannot {what}: VictoriaMetrics at {self.url} answered HTTP "
+                f"cannot {what}: VictoriaMetrics at {self.shown} answered HTTP "
                 f"{response.status_code}: {response.text[:300]}{hint}",
                 "victoria_metrics_url",
-                self.url,
+                self.shown,
             )
         return response
 
@@ -181,14 +184,14 @@ class VictoriaMetricsStore:
         except httpx.HTTPError as exc:
             raise MetricStoreError(
                 "metric-store-unavailable",
-                f"cannot flush: VictoriaMetrics at {self.url} does not answer ({exc})",
+                f"cannot flush: VictoriaMetrics at {self.shown} does not answer ({exc})",
                 "victoria_metrics_url",
-                self.url,
+                self.shown,
             ) from exc
         if response.status_code >= 300:
             raise MetricStoreError(
                 "metric-store-failed",
-                f"cannot flush VictoriaMetrics at {self.url}: HTTP {response.status_code}",
+                f"cannot flush VictoriaMetrics at {self.shown}: HTTP {response.status_code}",
             )
 
     @staticmethod

@@ -173,3 +173,28 @@ async def test_bad_requests_name_the_field(api: tuple[httpx.AsyncClient, datetim
         params={"since": "2026-11-02T00:00:00Z", "until": "2026-11-01T00:00:00Z"},
     )
     assert r.status_code == 422 and "since" in r.text
+
+
+async def test_detect_with_the_metric_store_down_answers_503(
+    database_url: str, tmp_path: Path, db: Database, clean: None
+) -> None:
+    settings = Settings(
+        database_url=database_url,
+        data_dir=tmp_path,
+        victoria_metrics_url=f"http://127.0.0.1:{free_port()}",
+    )
+    app = create_app(settings, database=db)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as client,
+    ):
+        r = await client.post("/api/v1/tenants", json={"slug": "noc", "name": "NOC"})
+        assert r.status_code == 201, r.text
+        r = await client.post(
+            "/api/v1/anomalies/detect",
+            json={"series": [f"{METRIC}/rrc00|192.0.2.1"]},
+            headers={"X-Tenant": "noc"},
+        )
+    assert r.status_code == 503, r.text
+    assert r.json()["code"] == "metric-store-unavailable"
+    assert "VictoriaMetrics" in r.json()["detail"]
