@@ -6,7 +6,7 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 
 from bgp_orchestrator.anomaly import repository
 from bgp_orchestrator.anomaly.engines import FitParams
@@ -31,14 +31,22 @@ AnomalyId = Annotated[int, Path(ge=1, le=2**63 - 1, description="Anomaly id")]
 Metric = Annotated[str | None, Query(description=f"one of {', '.join(METRICS)}", max_length=100)]
 
 
-def _filters(
-    session: str | None,
-    peer_asn: int | None,
-    metric: str | None,
-    severity: str | None,
-    since: datetime | None,
-    until: datetime | None,
+Session = Annotated[str | None, Query(min_length=1, max_length=300, description="collector|peer")]
+PeerAsn = Annotated[int | None, Query(ge=0, le=4_294_967_295, description="peer AS number")]
+MinSeverity = Annotated[Severity | None, Query(description="this severity and above")]
+Since = Annotated[datetime | None, Query(description="anomalies ending at or after (ISO 8601)")]
+Until = Annotated[datetime | None, Query(description="anomalies starting before (ISO 8601)")]
+
+
+async def anomaly_filter(
+    session: Session = None,
+    peer_asn: PeerAsn = None,
+    metric: Metric = None,
+    severity: MinSeverity = None,
+    since: Since = None,
+    until: Until = None,
 ) -> repository.AnomalyFilter:
+    """The query's filters, shared by the list and the summary."""
     if metric is not None and metric not in METRICS:
         raise InvalidInput(
             "unknown-metric", f"metric must be one of {', '.join(METRICS)}", "metric", metric
@@ -48,11 +56,7 @@ def _filters(
     return repository.AnomalyFilter(session, peer_asn, metric, severity, since, until)
 
 
-Session = Annotated[str | None, Query(min_length=1, max_length=300, description="collector|peer")]
-PeerAsn = Annotated[int | None, Query(ge=0, le=4_294_967_295, description="peer AS number")]
-MinSeverity = Annotated[Severity | None, Query(description="this severity and above")]
-Since = Annotated[datetime | None, Query(description="anomalies ending at or after (ISO 8601)")]
-Until = Annotated[datetime | None, Query(description="anomalies starting before (ISO 8601)")]
+FilterDep = Annotated[repository.AnomalyFilter, Depends(anomaly_filter)]
 
 
 @router.get("", response_model=Page[AnomalyOut], responses=documented(422))
@@ -60,16 +64,10 @@ async def list_anomalies(
     db: DatabaseDep,
     page: PagingDep,
     _: TenantId,
-    session: Session = None,
-    peer_asn: PeerAsn = None,
-    metric: Metric = None,
-    severity: MinSeverity = None,
-    since: Since = None,
-    until: Until = None,
+    where: FilterDep,
 ) -> dict[str, Any]:
     """Anomalies, newest first, filtered by session, peer, metric, minimum severity
     and time range."""
-    where = _filters(session, peer_asn, metric, severity, since, until)
     async with db.connection() as conn:
         items, total = await repository.list_anomalies(
             conn, where, limit=page.limit, offset=page.offset
@@ -86,16 +84,10 @@ async def list_anomalies(
 async def summary(
     db: DatabaseDep,
     _: TenantId,
-    session: Session = None,
-    peer_asn: PeerAsn = None,
-    metric: Metric = None,
-    severity: MinSeverity = None,
-    since: Since = None,
-    until: Until = None,
+    where: FilterDep,
     top: Annotated[int, Query(ge=1, le=100, description="peers in the top list")] = 10,
 ) -> dict[str, Any]:
     """Counts by severity and metric, the peers with most anomalies, the last run."""
-    where = _filters(session, peer_asn, metric, severity, since, until)
     async with db.connection() as conn:
         return await repository.summary(conn, where, top)
 
