@@ -28,6 +28,7 @@ from bgp_orchestrator.detection.checkpoint import CheckpointStore, dump_state, l
 from bgp_orchestrator.detection.loader import ReferenceLoader
 from bgp_orchestrator.detection.pipeline import Pipeline
 from bgp_orchestrator.detection.sink import WriteFilter, aggregate
+from bgp_orchestrator.ingest.consumers import update_stream_clients
 from bgp_orchestrator.ingest.deadletter import DeadLetter
 from bgp_orchestrator.settings import Settings
 from bgp_orchestrator.storage import conflicts as conflict_store
@@ -117,7 +118,6 @@ class DetectionWorker:
         self._stop.set()
 
     async def run(self) -> None:
-        from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
         from aiokafka.abc import ConsumerRebalanceListener
 
         worker = self
@@ -142,15 +142,8 @@ class DetectionWorker:
         gc.set_threshold(10_000, 10, 1_000_000)
         self._last_full_gc = time.monotonic()
         await self._refresh_reference(force=True)
-        self._producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=5)
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap,
-            group_id=self.settings.detector_group,
-            client_id=self.name,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            max_partition_fetch_bytes=8 * 1024 * 1024,
-            fetch_max_wait_ms=20,
+        self._consumer, self._producer = update_stream_clients(
+            self.bootstrap, self.settings.detector_group, self.name, fetch_max_wait_ms=20
         )
         await self._producer.start()
         await self._consumer.start()

@@ -44,6 +44,7 @@ from bgp_orchestrator.bgp import codec
 from bgp_orchestrator.bgp.parsers.common import Malformed
 from bgp_orchestrator.bgp.update import Kind, Update
 from bgp_orchestrator.flaps.live import LiveFeatureWriter
+from bgp_orchestrator.ingest.consumers import update_stream_clients
 from bgp_orchestrator.ingest.deadletter import DeadLetter
 from bgp_orchestrator.sessionstats.stream import ClosedWindow, WindowStream
 from bgp_orchestrator.settings import Settings
@@ -171,7 +172,6 @@ class SessionStatsWorker:
         self._stop.set()
 
     async def run(self) -> None:
-        from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
         from aiokafka.abc import ConsumerRebalanceListener
 
         worker = self
@@ -189,14 +189,8 @@ class SessionStatsWorker:
         self.stream = WindowStream(self.window_s, self.grace_s, skip_until=done)
         if done is not None:
             log.info("%s: windows up to %d were handed over before; skipping them", self.name, done)
-        self._producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=5)
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap,
-            group_id=self.settings.session_stats_group,
-            client_id=self.name,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            max_partition_fetch_bytes=8 * 1024 * 1024,
+        self._consumer, self._producer = update_stream_clients(
+            self.bootstrap, self.settings.session_stats_group, self.name
         )
         await self._producer.start()
         try:
