@@ -274,6 +274,12 @@ class Settings(BaseSettings):
                 ("BGPO_DATABASE_URL", self.database_url),
                 ("BGPO_REDIS_URL", self.redis_url),
                 ("BGPO_KAFKA_BOOTSTRAP_SERVERS", self.kafka_bootstrap_servers),
+                # Parquet metric files on one node's disk are no store for a cluster;
+                # BGPO_METRIC_STORE=parquet says so on purpose (a shared volume).
+                (
+                    "BGPO_VICTORIA_METRICS_URL",
+                    self.victoria_metrics_url or (self.metric_store == "parquet" or None),
+                ),
             )
             if value is None
         ]

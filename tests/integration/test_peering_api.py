@@ -295,6 +295,7 @@ async def test_production_mode_refuses_the_tenant_header(
         database_url="postgresql://bgpo:a-real-secret@h/db",
         redis_url="redis://h:6379/0",
         kafka_bootstrap_servers="h:9092",
+        victoria_metrics_url="http://h:8428",
     )
     app = create_app(settings, database=db)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://a") as c:

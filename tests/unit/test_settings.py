@@ -56,10 +56,27 @@ def test_production_refuses_placeholder_passwords(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("BGPO_DATABASE_URL", "postgresql://bgpo:postgres@db:5432/bgpo")
     monkeypatch.setenv("BGPO_REDIS_URL", "redis://cache:6379/0")
     monkeypatch.setenv("BGPO_KAFKA_BOOTSTRAP_SERVERS", "kafka-0:9092,kafka-1:9092")
+    monkeypatch.setenv("BGPO_VICTORIA_METRICS_URL", "http://vm:8428")
     with pytest.raises(ValidationError, match="placeholder password"):
         Settings()
     monkeypatch.setenv("BGPO_DATABASE_URL", "postgresql://bgpo:Xk3-long-real-secret@db:5432/bgpo")
     assert Settings().environment == "production"
+
+
+def test_production_needs_a_metric_store_every_node_reaches(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("BGPO_ENVIRONMENT", "production")
+    monkeypatch.setenv("BGPO_DATABASE_URL", "postgresql://bgpo:Xk3-long-real-secret@db:5432/bgpo")
+    monkeypatch.setenv("BGPO_REDIS_URL", "redis://cache:6379/0")
+    monkeypatch.setenv("BGPO_KAFKA_BOOTSTRAP_SERVERS", "kafka-0:9092")
+    with pytest.raises(ValidationError, match="BGPO_VICTORIA_METRICS_URL"):
+        Settings()
+    monkeypatch.setenv("BGPO_METRIC_STORE", "parquet")  # a deliberate choice (shared volume)
+    assert Settings().metric_store == "parquet"
+    monkeypatch.setenv("BGPO_METRIC_STORE", "auto")
+    monkeypatch.setenv("BGPO_VICTORIA_METRICS_URL", "http://vm:8428")
+    assert Settings().victoria_metrics_url == "http://vm:8428"
 
 
 def test_derived_paths_are_short_and_stable(tmp_path: Path) -> None:
