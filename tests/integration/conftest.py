@@ -174,8 +174,13 @@ class LiveServer:
 
 @pytest.fixture(scope="module")
 def live_api(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    """The API under a real uvicorn server (its lifespan owns the pool)."""
-    settings = Settings(database_url=database_url, data_dir=tmp_path_factory.mktemp("live"))
+    """The API under a real uvicorn server (its lifespan owns the pool); its metric
+    store is the Parquet fallback in its data directory (empty: detect answers 404)."""
+    settings = Settings(
+        database_url=database_url,
+        data_dir=tmp_path_factory.mktemp("live"),
+        metric_store="parquet",
+    )
     with LiveServer(create_app(settings)) as server:
         yield server
 
