@@ -26,6 +26,7 @@ from bgp_orchestrator.api.app import create_app
 from bgp_orchestrator.local.kafka import EmbeddedKafka
 from bgp_orchestrator.local.postgres import EmbeddedPostgres
 from bgp_orchestrator.local.redis import EmbeddedRedis
+from bgp_orchestrator.local.victoria import EmbeddedVictoriaMetrics, victoria_metrics_binary
 from bgp_orchestrator.settings import Settings
 from bgp_orchestrator.storage import migrate
 from bgp_orchestrator.storage.database import Database
@@ -209,5 +210,24 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     server.start()
     try:
         yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def victoria(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedVictoriaMetrics]:
+    """A real VictoriaMetrics (the embedded daemon) on a free port."""
+    if victoria_metrics_binary() is None:
+        pytest.skip(
+            "the victoria-metrics binary is not installed (Debian package victoria-metrics; "
+            "`./dev test` installs it as root)"
+        )
+    settings = Settings(
+        data_dir=tmp_path_factory.mktemp("vm"), embedded_victoria_metrics_port=free_port()
+    )
+    server = EmbeddedVictoriaMetrics(settings)
+    server.start()
+    try:
+        yield server
     finally:
         server.stop()

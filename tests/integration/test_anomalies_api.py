@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,7 +16,6 @@ from bgp_orchestrator.anomaly.series import MetricPoint
 from bgp_orchestrator.anomaly.store import open_metric_store
 from bgp_orchestrator.api.app import create_app
 from bgp_orchestrator.local.ports import free_port
-from bgp_orchestrator.local.victoria import EmbeddedVictoriaMetrics, victoria_metrics_binary
 from bgp_orchestrator.settings import Settings
 from bgp_orchestrator.storage.database import Database
 
@@ -25,28 +24,11 @@ METRIC = "bgpo_session_update_rate"
 HOURS = 7 * 24
 
 
-@pytest.fixture(scope="module")
-def victoria(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    if victoria_metrics_binary() is None:
-        pytest.skip(
-            "the victoria-metrics binary is not installed (Debian package victoria-metrics)"
-        )
-    settings = Settings(
-        data_dir=tmp_path_factory.mktemp("vm"), embedded_victoria_metrics_port=free_port()
-    )
-    server = EmbeddedVictoriaMetrics(settings)
-    server.start()
-    try:
-        yield server.url
-    finally:
-        server.stop()
-
-
 @pytest.fixture(params=["victoriametrics", "parquet"])
 def store_settings(request: pytest.FixtureRequest, database_url: str, tmp_path: Path) -> Settings:
     if request.param == "parquet":
         return Settings(database_url=database_url, data_dir=tmp_path, metric_store="parquet")
-    url = request.getfixturevalue("victoria")
+    url = request.getfixturevalue("victoria").url
     return Settings(database_url=database_url, data_dir=tmp_path, victoria_metrics_url=url)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -42,16 +42,6 @@ pytestmark = [
 
 def _settings(data_dir: Path) -> Settings:
     return Settings(data_dir=data_dir, embedded_victoria_metrics_port=free_port())
-
-
-@pytest.fixture(scope="module")
-def victoria(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedVictoriaMetrics]:
-    server = EmbeddedVictoriaMetrics(_settings(tmp_path_factory.mktemp("vm")))
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

@@ -97,20 +97,20 @@ def _point_key(p: MetricPoint) -> tuple[str, str, float]:
     return (p.metric, p.session, p.timestamp)
 
 
-async def test_windows_become_feature_rows_and_metric_points(
-    kafka_bootstrap: str, redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from aiokafka import AIOKafkaProducer
-
+async def published_run(
+    kafka_bootstrap: str, tmp_path: Path, **settings_: Any
+) -> tuple[Settings, int, str, list[Update]]:
+    """Settings with topics and a group of their own, and the test stream published
+    to them: (settings, partitions, run id, updates)."""
     run = uuid.uuid4().hex[:8]
     settings = Settings(
         data_dir=tmp_path,
-        redis_url=redis_url,
         kafka_topic=f"updates-{run}",
         kafka_dlq_topic=f"dlq-{run}",
         session_stats_group=f"stats-{run}",
         kafka_partitions=PARTITIONS,
         flap_window_s=W,
+        **settings_,
     )
     partitions = await ensure_topics(
         kafka_bootstrap, settings.kafka_topic, settings.kafka_dlq_topic, PARTITIONS
@@ -120,6 +120,17 @@ async def test_windows_become_feature_rows_and_metric_points(
         kafka_bootstrap, settings.kafka_topic, settings.kafka_dlq_topic, partitions
     ) as publisher:
         await publisher.publish(updates)
+    return settings, partitions, run, updates
+
+
+async def test_windows_become_feature_rows_and_metric_points(
+    kafka_bootstrap: str, redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aiokafka import AIOKafkaProducer
+
+    settings, partitions, run, updates = await published_run(
+        kafka_bootstrap, tmp_path, redis_url=redis_url
+    )
     producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
     await producer.start()
     try:
@@ -236,23 +247,7 @@ async def test_a_restart_skips_the_windows_already_handed_over(
 ) -> None:
     """Killed after writing a window but before committing: the replay does not write it
     again, and the window that was open is counted whole."""
-    run = uuid.uuid4().hex[:8]
-    settings = Settings(
-        data_dir=tmp_path,
-        kafka_topic=f"updates-{run}",
-        kafka_dlq_topic=f"dlq-{run}",
-        session_stats_group=f"stats-{run}",
-        kafka_partitions=PARTITIONS,
-        flap_window_s=W,
-    )
-    partitions = await ensure_topics(
-        kafka_bootstrap, settings.kafka_topic, settings.kafka_dlq_topic, PARTITIONS
-    )
-    updates = stream_of(f"rrc-{run}")
-    async with UpdatePublisher(
-        kafka_bootstrap, settings.kafka_topic, settings.kafka_dlq_topic, partitions
-    ) as publisher:
-        await publisher.publish(updates)
+    settings, _, run, updates = await published_run(kafka_bootstrap, tmp_path)
 
     class Crash(Exception):
         pass
