@@ -14,6 +14,7 @@ import secrets
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -214,20 +215,33 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         server.stop()
 
 
-@pytest.fixture(scope="session")
-def victoria(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedVictoriaMetrics]:
-    """A real VictoriaMetrics (the embedded daemon) on a free port."""
+@contextmanager
+def running_victoria(data_dir: Path) -> Iterator[EmbeddedVictoriaMetrics]:
+    """The embedded VictoriaMetrics daemon on a free port, stopped afterwards."""
     if victoria_metrics_binary() is None:
         pytest.skip(
             "the victoria-metrics binary is not installed (Debian package victoria-metrics; "
             "`./dev test` installs it as root)"
         )
-    settings = Settings(
-        data_dir=tmp_path_factory.mktemp("vm"), embedded_victoria_metrics_port=free_port()
+    server = EmbeddedVictoriaMetrics(
+        Settings(data_dir=data_dir, embedded_victoria_metrics_port=free_port())
     )
-    server = EmbeddedVictoriaMetrics(settings)
     server.start()
     try:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def victoria(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedVictoriaMetrics]:
+    """A real VictoriaMetrics shared by the session's tests: read only your own series."""
+    with running_victoria(tmp_path_factory.mktemp("vm")) as server:
+        yield server
+
+
+@pytest.fixture
+def own_victoria(tmp_path: Path) -> Iterator[EmbeddedVictoriaMetrics]:
+    """A VictoriaMetrics of one test's own, for reads that take every series there is."""
+    with running_victoria(tmp_path / "vm") as server:
+        yield server
