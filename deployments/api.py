@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 from ray import serve
 
 from bgp_orchestrator.api.app import create_app
@@ -32,11 +33,11 @@ class _PredictorHandle:
                 ) from exc
         return self._handle
 
-    async def predict(self, session_ids: list[str]) -> list[dict[str, Any]]:
+    async def predict_json(self, session_ids: list[str]) -> bytes:
         handle = self._get()
-        if len(session_ids) == 1:
-            return [await handle.predict_one.remote(session_ids[0])]
-        answer: list[dict[str, Any]] = await handle.predict_many.remote(session_ids)
+        if len(session_ids) == 1:  # batched with other callers' single sessions
+            return orjson.dumps([await handle.predict_one.remote(session_ids[0])])
+        answer: bytes = await handle.predict_json.remote(session_ids)
         return answer
 
 

@@ -1,7 +1,9 @@
 """Flap prediction on Ray Serve: onnxruntime behind dynamic batching.
 
 Single-session calls (``predict_one``) are gathered by ``@serve.batch`` into
-one ONNX run; calls for many sessions (``predict_many``) are a batch already.
+one ONNX run; calls for many sessions (``predict_many``, or ``predict_json``
+for the API, which sends the encoded answers on as they are) are a batch
+already.
 The model follows the registry's active version (polled every
 ``BGPO_MODEL_POLL_S``) unless ``user_config`` pins one::
 
@@ -119,6 +121,10 @@ class FlapPredictor:
 
     async def predict_many(self, session_ids: list[str]) -> list[dict[str, Any]]:
         return await self.core.predict(session_ids)
+
+    async def predict_json(self, session_ids: list[str]) -> bytes:
+        """The answers for many sessions as a JSON array (what the API sends on)."""
+        return await self.core.predict_json(session_ids)
 
     async def status(self) -> dict[str, Any]:
         s = self.core.status

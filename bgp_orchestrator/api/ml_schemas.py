@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 SESSION_ID_PATTERN = r"^[^\s]{1,300}$"
+# Features are read through Feast per request; predictions come from the
+# predictor's copy, so one request may score many more sessions.
 MAX_SESSIONS = 1000
+MAX_PREDICT_SESSIONS = 10_000
+_SPACE = re.compile(r"\s")
 
 
 class SessionsRequest(BaseModel):
@@ -26,11 +31,21 @@ class SessionsRequest(BaseModel):
     @classmethod
     def _valid_ids(cls, value: list[str]) -> list[str]:
         for sid in value:
-            if not sid or len(sid) > 300 or any(c.isspace() for c in sid):
+            if not sid or len(sid) > 300 or _SPACE.search(sid):
                 raise ValueError(f"session id {sid[:50]!r} must be 1-300 characters, no spaces")
         if len(set(value)) != len(value):
             raise ValueError("session ids must not repeat")
         return value
+
+
+class PredictRequest(SessionsRequest):
+    """Up to 10,000 sessions: scoring every session takes few requests."""
+
+    sessions: list[str] = Field(
+        min_length=1,
+        max_length=MAX_PREDICT_SESSIONS,
+        examples=[["rrc00|192.0.2.1", "ams1|2001:db8::1"]],
+    )
 
 
 class Prediction(BaseModel):

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import orjson
 
 from bgp_orchestrator.errors import InvalidInput, NotFound, ServiceUnavailable
 from bgp_orchestrator.flaps import registry
@@ -238,21 +239,27 @@ class FlapPredictor:
                 "no flap model is loaded: train one (jobs.train_flap_model) and activate it",
             )
         matrix, problems = await self._features_for(session_ids)
-        probabilities = loaded.model.predict(matrix) if len(matrix) else np.zeros(0)
+        probabilities = (loaded.model.predict(matrix) if len(matrix) else np.zeros(0)).tolist()
+        vectors = matrix.tolist()  # Python floats in one step, not one per value
         out: list[dict[str, Any]] = []
         row = 0
         for sid in session_ids:
             if sid in problems:
                 out.append({"session_id": sid, "error": problems[sid]})
                 continue
-            vector = matrix[row]
             out.append(
                 {
                     "session_id": sid,
-                    "probability": float(probabilities[row]),
+                    "probability": probabilities[row],
                     "model_version": loaded.version,
-                    "features": {n: float(v) for n, v in zip(FEATURES, vector, strict=True)},
+                    "features": dict(zip(FEATURES, vectors[row], strict=True)),
                 }
             )
             row += 1
         return out
+
+    async def predict_json(self, session_ids: Sequence[str]) -> bytes:
+        """:meth:`predict`'s answers as a JSON array: bytes cross from a Serve
+        replica to the API for next to nothing, where 10,000 answers as Python
+        objects cost more to pickle and unpickle than to predict."""
+        return orjson.dumps(await self.predict(session_ids))

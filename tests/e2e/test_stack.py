@@ -20,6 +20,7 @@ import httpx
 import psutil
 import pytest
 
+from bgp_orchestrator.api.ml_schemas import PredictionsOut
 from bgp_orchestrator.local.ports import free_ports_env
 from bgp_orchestrator.settings import Settings
 from bgp_orchestrator.stack import ray_auth
@@ -148,25 +149,31 @@ def test_api_through_serve(stack: Stack) -> None:
 
 
 class Hammer(threading.Thread):
-    """Asks for a prediction in a loop and records every answer's model version."""
+    """Asks for predictions in a loop, of one session (batched by Serve) and of two
+    (one call, sent on encoded), and records every answer's model version."""
 
-    def __init__(self, url: str, session: str) -> None:
+    def __init__(self, url: str, session: str, other: str) -> None:
         super().__init__(daemon=True)
-        self.url, self.session = url, session
+        self.url, self.session, self.other = url, session, other
         self.versions: list[int] = []
         self.failures: list[str] = []
         self.stop = threading.Event()
 
     def run(self) -> None:
         with httpx.Client(base_url=self.url, timeout=10) as client:
+            pairs = [[self.session], [self.other, self.session]]
             while not self.stop.is_set():
-                r = client.post(
-                    "/api/v1/ml/predict", json={"sessions": [self.session]}, headers=E2E
-                )
+                sessions = pairs[len(self.versions) % 2]
+                r = client.post("/api/v1/ml/predict", json={"sessions": sessions}, headers=E2E)
                 if r.status_code != 200:
                     self.failures.append(f"{r.status_code} {r.text[:200]}")
                 else:
-                    self.versions.append(r.json()["predictions"][0]["model_version"])
+                    answers = PredictionsOut.model_validate_json(r.content).predictions
+                    versions = {a.model_version for a in answers}
+                    if [a.session_id for a in answers] != sessions or len(versions) != 1:
+                        self.failures.append(f"unexpected answers {answers}")
+                    else:
+                        self.versions.append(answers[0].model_version or 0)
                 time.sleep(0.02)
 
     def wait_for(self, version: int, timeout: float) -> None:
@@ -191,7 +198,7 @@ def test_training_job_and_model_switches_fail_no_request(stack: Stack) -> None:
         assert r.status_code == 200, r.text
         assert r.json()["sessions"][0]["found"] is True
 
-    hammer = Hammer(stack.url, "sim|10.0.0.5")
+    hammer = Hammer(stack.url, "sim|10.0.0.5", "sim|10.0.0.6")
     hammer.start()
     try:
         for job in (

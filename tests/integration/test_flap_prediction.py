@@ -17,6 +17,7 @@ import redis.asyncio as aioredis
 import xgboost
 
 from bgp_orchestrator.api.app import create_app
+from bgp_orchestrator.api.ml_schemas import PredictionsOut
 from bgp_orchestrator.flaps import materialization, registry
 from bgp_orchestrator.flaps.bootstrap import starter_simulation
 from bgp_orchestrator.flaps.dataset import simulated
@@ -154,6 +155,8 @@ async def test_predictions_model_swaps_and_a_model_that_fails(
 
         r = await c.post("/api/v1/ml/predict", json={"sessions": known}, headers=HEADERS)
         assert r.status_code == 200, r.text
+        assert r.headers["content-type"] == "application/json"
+        PredictionsOut.model_validate_json(r.content)  # encoded directly: still the schema
         answers = r.json()["predictions"]
         assert [a["session_id"] for a in answers] == known
         assert all(
@@ -167,7 +170,18 @@ async def test_predictions_model_swaps_and_a_model_that_fails(
             "/api/v1/ml/predict", json={"sessions": [known[0], "x|192.0.2.1"]}, headers=HEADERS
         )
         assert r.status_code == 200
+        PredictionsOut.model_validate_json(r.content)
         assert r.json()["predictions"][1]["error"].startswith("unknown session")
+        # Up to 10,000 sessions a request (unknown ones answer an error each).
+        many = [*known, *(f"x|10.{i >> 8}.{i & 255}.1" for i in range(9_997))]
+        r = await c.post("/api/v1/ml/predict", json={"sessions": many}, headers=HEADERS)
+        assert r.status_code == 200 and len(r.json()["predictions"]) == 10_000
+        r = await c.post(
+            "/api/v1/ml/predict", json={"sessions": [*many, "x|192.0.2.9"]}, headers=HEADERS
+        )
+        assert r.status_code == 422 and "sessions" in r.text
+        r = await c.post("/api/v1/ml/predict", json={"sessions": ["a\tb"]}, headers=HEADERS)
+        assert r.status_code == 422 and "no spaces" in r.text
 
         # Activate the second model: the predictor swaps on its next poll.
         await c.post(f"/api/v1/ml/models/{second.version}/activate", headers=HEADERS)
