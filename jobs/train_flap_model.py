@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import sys
 import time
 from dataclasses import dataclass
@@ -30,6 +31,8 @@ from bgp_orchestrator.flaps.release import Release, format_report, release
 from bgp_orchestrator.flaps.training import DEFAULT_PARAMS, DEFAULT_ROUNDS, Split, time_split
 from bgp_orchestrator.local.services import endpoints
 from bgp_orchestrator.settings import Settings
+
+log = logging.getLogger("jobs.train_flap_model")
 
 COLUMNS = [ENTITY, TIMESTAMP, *FEATURES, LABEL]
 # Boosting rounds between two reports to Tune (ASHA stops poor trials at these points).
@@ -48,15 +51,13 @@ class Options:
     storage: Path | None = None
 
 
-def _part(frame: pd.DataFrame, split: Split, name: str) -> pd.DataFrame:
-    return split.part(frame[frame[LABEL] >= 0], name)
-
-
 def _train_fn_per_worker(config: dict[str, Any]) -> None:
     """Runs in every Ray Train worker: its shard of the data, one XGBoost collective.
 
-    Metrics and the model are reported once, at the end: a report is a
-    synchronisation of all workers, and one per boosting round cost about
+    The shard holds training and validation rows together (one Ray Data pass:
+    each pass costs seconds of scheduling on a small cluster) and is split here
+    by time. Metrics and the model are reported once, at the end: a report is
+    a synchronisation of all workers, and one per boosting round cost about
     2 s each on a 2-core machine.
     """
     import tempfile
@@ -65,13 +66,17 @@ def _train_fn_per_worker(config: dict[str, Any]) -> None:
     import xgboost
     from ray.train.xgboost import RayTrainReportCallback
 
-    def matrix(name: str) -> xgboost.DMatrix:
-        frame = ray.train.get_dataset_shard(name).materialize().to_pandas()
+    split: Split = config["split"]
+    frame = ray.train.get_dataset_shard("fit").materialize().to_pandas()
+
+    def matrix(part: pd.DataFrame) -> xgboost.DMatrix:
         return xgboost.DMatrix(
-            frame[list(FEATURES)].to_numpy("float32"), label=frame[LABEL].to_numpy("float32")
+            part[list(FEATURES)].to_numpy("float32"), label=part[LABEL].to_numpy("float32")
         )
 
-    dtrain, dvalid = matrix("train"), matrix("validation")
+    dtrain = matrix(split.part(frame, "train"))
+    dvalid = matrix(split.part(frame, "validation"))
+    del frame
     history: dict[str, Any] = {}
     booster = xgboost.train(
         config["params"],
@@ -91,43 +96,73 @@ def _train_fn_per_worker(config: dict[str, Any]) -> None:
         ray.train.report(metrics)
 
 
-def _split_dataset(data: Path) -> tuple[Any, Split, int]:
-    """The labelled rows, their time split (``Split.first``/``last`` bound the data)
-    and the number of training rows.
+@dataclass(frozen=True)
+class Labelled:
+    """The offline data's labelled rows, split by time.
 
-    The split is computed from the two small columns it needs, read with pyarrow
-    on the driver: a Ray Data pass over the whole data set costs seconds of
-    scheduling on top of the read.
+    The split, the row count and the test part are read with pyarrow on the
+    driver (the test part ends up there anyway, for the report); the training
+    and validation rows go to the workers through one Ray Data pass.
     """
-    import pyarrow.compute as pc
-    import pyarrow.dataset as pads
-    import ray.data
 
-    table = pads.dataset(str(data), format="parquet").to_table(columns=[TIMESTAMP, LABEL])
-    known = table.filter(pc.greater_equal(table.column(LABEL), 0))
-    split = time_split(pd.Series(pc.unique(known.column(TIMESTAMP)).to_pandas()))
-    train_rows = int(pc.sum(pc.less(known.column(TIMESTAMP), split.valid_from)).as_py() or 0)
-    ds = ray.data.read_parquet(str(data), columns=COLUMNS, num_cpus=0.25)
-    ds = ds.filter(expr=f"{LABEL} >= 0", num_cpus=0.25)  # NaN (horizon unknown) drops out
-    return ds, split, train_rows
+    data: Path
+    split: Split
+    train_rows: int
+
+    @classmethod
+    def of(cls, data: Path) -> Labelled:
+        import pyarrow.compute as pc
+        import pyarrow.dataset as pads
+
+        table = pads.dataset(str(data), format="parquet").to_table(columns=[TIMESTAMP, LABEL])
+        known = table.filter(pc.greater_equal(table.column(LABEL), 0))
+        split = time_split(pd.Series(pc.unique(known.column(TIMESTAMP)).to_pandas()))
+        train_rows = int(pc.sum(pc.less(known.column(TIMESTAMP), split.valid_from)).as_py() or 0)
+        return cls(data, split, train_rows)
+
+    def fit_rows(self) -> Any:
+        """Ray Data: the training and validation rows (labelled, before the test part)."""
+        import ray.data
+
+        test_from = self.split.test_from
+
+        def keep(batch: pd.DataFrame) -> pd.DataFrame:
+            # A NaN label (horizon unknown) is not >= 0 and drops out.
+            return batch[(batch[LABEL] >= 0) & (batch[TIMESTAMP] < test_from)]
+
+        ds = ray.data.read_parquet(str(self.data), num_cpus=0.25).select_columns(COLUMNS)
+        return ds.map_batches(keep, batch_format="pandas", num_cpus=0.25)
+
+    def test_rows(self) -> pd.DataFrame:
+        """The labelled test part, as a pandas frame on the driver."""
+        import pyarrow as pa
+        import pyarrow.dataset as pads
+
+        dataset = pads.dataset(str(self.data), format="parquet")
+        since = pa.scalar(
+            self.split.test_from.to_pydatetime(), type=dataset.schema.field(TIMESTAMP).type
+        )
+        selected = (pads.field(LABEL) >= 0) & (pads.field(TIMESTAMP) >= since)
+        return dataset.to_table(columns=COLUMNS, filter=selected).to_pandas()
 
 
-def _partition(ds: Any, split: Split, name: str) -> Any:
-    return ds.map_batches(
-        lambda batch: split.part(batch, name), batch_format="pandas", num_cpus=0.25
-    )
-
-
-def fit_with_ray_train(options: Options, params: dict[str, Any]) -> tuple[Any, Any, Split, int]:
-    """Ray Data + Ray Train: the booster, the test dataset, the split, the training rows."""
+def fit_with_ray_train(options: Options, params: dict[str, Any]) -> tuple[Any, Labelled]:
+    """Ray Data + Ray Train: the booster and the data it was trained on."""
     from ray.train import RunConfig, ScalingConfig
     from ray.train.xgboost import RayTrainReportCallback, XGBoostTrainer
 
-    ds, split, train_rows = _split_dataset(options.data)
-    train = _partition(ds, split, "train")
+    phase = time.perf_counter()
+    data = Labelled.of(options.data)
+    log.info(
+        "time split in %.1f s: %d training rows; validation from %s, test from %s",
+        time.perf_counter() - phase,
+        data.train_rows,
+        data.split.valid_from,
+        data.split.test_from,
+    )
     trainer = XGBoostTrainer(
         _train_fn_per_worker,
-        train_loop_config={"params": params, "rounds": options.rounds},
+        train_loop_config={"params": params, "rounds": options.rounds, "split": data.split},
         scaling_config=ScalingConfig(
             num_workers=options.workers, resources_per_worker={"CPU": options.cpus_per_worker}
         ),
@@ -135,28 +170,29 @@ def fit_with_ray_train(options: Options, params: dict[str, Any]) -> tuple[Any, A
             name=f"flap-model-{int(time.time())}",
             storage_path=str(options.storage) if options.storage else None,
         ),
-        datasets={
-            "train": train,
-            "validation": _partition(ds, split, "validation"),
-        },
+        datasets={"fit": data.fit_rows()},
     )
+    phase = time.perf_counter()
     result = trainer.fit()
+    log.info(
+        "XGBoostTrainer: %d workers, fit in %.1f s", options.workers, time.perf_counter() - phase
+    )
     if result.checkpoint is None:
         raise RuntimeError(f"training ended without a model: {result.error}")
-    booster = RayTrainReportCallback.get_model(result.checkpoint)
-    return booster, _partition(ds, split, "test"), split, train_rows
+    return RayTrainReportCallback.get_model(result.checkpoint), data
 
 
-def tune_then_fit(options: Options) -> tuple[Any, Any, Split, int, dict[str, Any]]:
+def tune_then_fit(options: Options) -> tuple[Any, Labelled, dict[str, Any]]:
     """Ray Tune with ASHA over the main hyperparameters; keeps the best trial's model."""
     import xgboost
     from ray import tune
     from ray.tune.integration.xgboost import TuneReportCheckpointCallback
     from ray.tune.schedulers import ASHAScheduler
 
-    ds, split, _ = _split_dataset(options.data)
-    train = _partition(ds, split, "train").to_pandas()
-    valid = _partition(ds, split, "validation").to_pandas()
+    data = Labelled.of(options.data)
+    fit = data.fit_rows().to_pandas()
+    train, valid = data.split.part(fit, "train"), data.split.part(fit, "validation")
+    del fit
 
     every = TUNE_REPORT_EVERY
 
@@ -219,7 +255,7 @@ def tune_then_fit(options: Options) -> tuple[Any, Any, Split, int, dict[str, Any
     if best.checkpoint is None or best.config is None:
         raise RuntimeError(f"no Tune trial produced a model: {best.error}")
     booster = TuneReportCheckpointCallback.get_model(best.checkpoint)
-    return booster, _partition(ds, split, "test"), split, len(train), dict(best.config)
+    return booster, data, dict(best.config)
 
 
 def run(settings: Settings, options: Options) -> Release:
@@ -230,18 +266,25 @@ def run(settings: Settings, options: Options) -> Release:
             f"no training data in {options.data}: write some first, e.g. "
             "`python -m jobs.build_flap_dataset simulate`"
         )
+    begun = time.perf_counter()
     ray.init(ignore_reinit_error=True, log_to_driver=False)
+    log.info("connected to Ray in %.1f s", time.perf_counter() - begun)
     started = time.perf_counter()
     if options.tune:
-        booster, test_ds, split, rows, best = tune_then_fit(options)
+        booster, data, best = tune_then_fit(options)
         params = {**DEFAULT_PARAMS, **best}
     else:
         params = dict(DEFAULT_PARAMS)
-        booster, test_ds, split, rows = fit_with_ray_train(options, params)
+        booster, data = fit_with_ray_train(options, params)
+    split, rows = data.split, data.train_rows
     train_s = time.perf_counter() - started
-    test = test_ds.to_pandas()
+    log.info("trained on %d rows in %.1f s", rows, train_s)
+    phase = time.perf_counter()
+    test = data.test_rows()
+    log.info("read %d test rows in %.1f s", len(test), time.perf_counter() - phase)
+    phase = time.perf_counter()
     dsn = endpoints(settings).database_url
-    return asyncio.run(
+    released = asyncio.run(
         release(
             booster,
             test,
@@ -255,6 +298,12 @@ def run(settings: Settings, options: Options) -> Release:
             extra_metrics={"train_seconds": round(train_s, 2), "workers": options.workers},
         )
     )
+    log.info(
+        "scored, exported to ONNX, checked and registered in %.1f s (%.1f s in all)",
+        time.perf_counter() - phase,
+        time.perf_counter() - begun,
+    )
+    return released
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -267,6 +316,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--samples", type=int, default=8, help="Tune trials (with --tune)")
     parser.add_argument("--activate", action="store_true", help="serve the new model at once")
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     settings = Settings()
     options = Options(
         data=args.data or offline_dir(settings),
