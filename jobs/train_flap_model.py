@@ -120,8 +120,11 @@ class Labelled:
         train_rows = int(pc.sum(pc.less(known.column(TIMESTAMP), split.valid_from)).as_py() or 0)
         return cls(data, split, train_rows)
 
-    def fit_rows(self) -> Any:
-        """Ray Data: the training and validation rows (labelled, before the test part)."""
+    def fit_rows(self, tasks: int) -> Any:
+        """Ray Data: the training and validation rows (labelled, before the test part),
+        read by at most ``tasks`` tasks at a time: each task in flight may need a
+        Python worker process of its own, and a 2-core cluster spent more time
+        starting two dozen of them than reading."""
         import ray.data
 
         test_from = self.split.test_from
@@ -130,8 +133,13 @@ class Labelled:
             # A NaN label (horizon unknown) is not >= 0 and drops out.
             return batch[(batch[LABEL] >= 0) & (batch[TIMESTAMP] < test_from)]
 
-        ds = ray.data.read_parquet(str(self.data), num_cpus=0.25).select_columns(COLUMNS)
-        return ds.map_batches(keep, batch_format="pandas", num_cpus=0.25)
+        ds = ray.data.read_parquet(str(self.data), num_cpus=0.25, concurrency=tasks)
+        return ds.select_columns(COLUMNS).map_batches(
+            keep,
+            batch_format="pandas",
+            num_cpus=0.25,
+            compute=ray.data.TaskPoolStrategy(size=tasks),
+        )
 
     def test_rows(self) -> pd.DataFrame:
         """The labelled test part, as a pandas frame on the driver."""
@@ -170,7 +178,7 @@ def fit_with_ray_train(options: Options, params: dict[str, Any]) -> tuple[Any, L
             name=f"flap-model-{int(time.time())}",
             storage_path=str(options.storage) if options.storage else None,
         ),
-        datasets={"fit": data.fit_rows()},
+        datasets={"fit": data.fit_rows(tasks=max(1, options.workers))},
     )
     phase = time.perf_counter()
     result = trainer.fit()
@@ -190,7 +198,7 @@ def tune_then_fit(options: Options) -> tuple[Any, Labelled, dict[str, Any]]:
     from ray.tune.schedulers import ASHAScheduler
 
     data = Labelled.of(options.data)
-    fit = data.fit_rows().to_pandas()
+    fit = data.fit_rows(tasks=2).to_pandas()
     train, valid = data.split.part(fit, "train"), data.split.part(fit, "validation")
     del fit
 
