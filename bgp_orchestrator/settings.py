@@ -150,6 +150,13 @@ class Settings(BaseSettings):
         True, description="Store RPKI-invalid/bogon/MOAS observations of prefixes no tenant owns."
     )
     rislive_url: str = "wss://ris-live.ripe.net/v1/ws/"
+    stall_after_s: float = Field(
+        60.0,
+        gt=0,
+        description="A partition with records after its committed offset that has not "
+        "progressed for this long is stalled: the worker's health check fails and "
+        "`bgpo status` reports it (exit 1).",
+    )
 
     # Flap prediction.
     flap_window_s: int = Field(300, ge=10, description="Feature window per session (seconds).")

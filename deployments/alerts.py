@@ -1,36 +1,28 @@
-"""Alert fan-out on Ray Serve: one replica running the webhook dispatcher."""
+"""Alert fan-out on Ray Serve: one replica hosting the webhook dispatcher."""
 
 from __future__ import annotations
 
-import asyncio
-from typing import Any
-
 from ray import serve
 
-from bgp_orchestrator.alerts.dispatcher import AlertDispatcher
-from bgp_orchestrator.api.app import database_for
 from bgp_orchestrator.settings import Settings
+from bgp_orchestrator.workers import alert_dispatcher
+from deployments.hosting import ServiceHost, ServiceMetrics
 
 
 @serve.deployment(name="AlertDispatcher")
-class Alerts:
+class Alerts(ServiceHost):
     def __init__(self) -> None:
-        self._db = database_for(Settings())
-        self.dispatcher = AlertDispatcher(self._db)
-        self._stop = asyncio.Event()
-        self._task = asyncio.get_event_loop().create_task(self.dispatcher.run(self._stop))
-
-    async def check_health(self) -> None:
-        if self._task.done():
-            raise RuntimeError(f"the alert dispatcher stopped: {self._task.exception()!r}")
-
-    async def stats(self) -> dict[str, Any]:
-        return self.dispatcher.stats.__dict__.copy()
-
-    async def __del__(self) -> None:
-        self._stop.set()
-        await asyncio.wait_for(self._task, timeout=10)
-        await self._db.close()
+        self.host(
+            alert_dispatcher(Settings()),
+            ServiceMetrics(
+                "alerts",
+                counters={
+                    "delivered": ("bgpo_alerts_delivered", "Webhook deliveries that succeeded"),
+                    "failed_attempts": ("bgpo_alerts_failed_attempts", "Failed deliveries"),
+                    "given_up": ("bgpo_alerts_given_up", "Deliveries given up"),
+                },
+            ),
+        )
 
 
 app = Alerts.bind()  # type: ignore[attr-defined]

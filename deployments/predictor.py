@@ -15,8 +15,8 @@ in; requests in flight finish on the model they started with, so a switch
 fails no request. ``check_health`` fails while no model is loaded, so Serve
 does not report the app healthy before it can answer.
 
-One replica also runs the feature materialization job every
-``BGPO_MATERIALIZE_INTERVAL_S`` (a Redis lock elects it).
+The periodic jobs (materialization, anomaly fitting) run in the scheduler
+app (``deployments/scheduler.py``).
 """
 
 from __future__ import annotations
@@ -29,15 +29,10 @@ from typing import Any
 
 from ray import serve
 
-from bgp_orchestrator.api.app import database_for
 from bgp_orchestrator.flaps.feature_store import open_store
 from bgp_orchestrator.flaps.predictor import FlapPredictor as Core
 from bgp_orchestrator.settings import Settings
-from bgp_orchestrator.stack.jobs_client import (
-    JobLauncher,
-    anomaly_fit_schedule,
-    materialize_schedule,
-)
+from bgp_orchestrator.storage.database import open_database
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +59,7 @@ class FlapPredictor:
             raise RuntimeError("BGPO_REDIS_URL must be set")
         redis_url = settings.redis_url.get_secret_value()
         self._settings = settings
-        self._db = database_for(settings)
+        self._db = open_database(settings)
         self._redis = aioredis.from_url(redis_url)
         self.core = Core(
             open_store(settings, redis_url),
@@ -74,19 +69,7 @@ class FlapPredictor:
             settings=settings,
         )
         self._pinned: int | None = None
-        launcher = JobLauncher(settings)
-        # The predictor replicas also host the stack's periodic jobs (a Redis lock
-        # elects one replica per run).
-        self._schedules = [
-            materialize_schedule(self._redis, launcher, settings.materialize_interval_s)
-        ]
-        if settings.anomaly_fit_interval_s:
-            self._schedules.append(
-                anomaly_fit_schedule(self._redis, launcher, settings.anomaly_fit_interval_s)
-            )
-        loop = asyncio.get_event_loop()
-        self._tasks = [loop.create_task(self._follow())]
-        self._tasks += [loop.create_task(s.run()) for s in self._schedules]
+        self._tasks = [asyncio.get_event_loop().create_task(self._follow())]
 
     async def reconfigure(self, config: dict[str, Any]) -> None:
         version = config.get("model_version")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import httpx
@@ -62,18 +62,37 @@ class DispatchStats:
     given_up: int = 0
 
 
+#: Dispatch rounds failing in a row (PostgreSQL away) after which the dispatcher reports it.
+MAX_FAILED_ROUNDS = 30
+
+
 class AlertDispatcher:
-    def __init__(self, db: Database, timeout_s: float = 5.0, batch: int = 50) -> None:
+    """A :class:`~bgp_orchestrator.service.Service`: one round per ``interval_s``."""
+
+    name = "alert-dispatcher"
+
+    def __init__(
+        self,
+        db: Database,
+        timeout_s: float = 5.0,
+        batch: int = 50,
+        interval_s: float = 1.0,
+        owns_db: bool = False,
+    ) -> None:
         self.db = db
         self.timeout_s = timeout_s
         self.batch = batch
-        self.stats = DispatchStats()
+        self.interval_s = interval_s
+        self.counters = DispatchStats()
+        self.failed_rounds = 0
+        self.last_error = ""
+        self._owns_db = owns_db
 
     async def fan_out(self) -> int:
         async with self.db.transaction() as conn:
             status = await conn.execute(FAN_OUT)
         count = int(status.split()[-1])
-        self.stats.fanned_out += count
+        self.counters.fanned_out += count
         return count
 
     async def deliver_due(self, client: httpx.AsyncClient) -> int:
@@ -119,12 +138,12 @@ class AlertDispatcher:
                     "attempts = attempts + 1, last_error = NULL WHERE id = $1",
                     lease["id"],
                 )
-                self.stats.delivered += 1
+                self.counters.delivered += 1
                 return
             attempts = lease["attempts"] + 1
-            self.stats.failed_attempts += 1
+            self.counters.failed_attempts += 1
             if attempts >= MAX_ATTEMPTS:
-                self.stats.given_up += 1
+                self.counters.given_up += 1
                 log.error(
                     "webhook %s gave up on delivery %s after %d attempts: %s",
                     hook["url"],
@@ -143,14 +162,29 @@ class AlertDispatcher:
                 MAX_ATTEMPTS,
             )
 
-    async def run(self, stop: asyncio.Event, interval_s: float = 1.0) -> None:
+    async def run(self, stop: asyncio.Event) -> None:
         async with httpx.AsyncClient() as client:
             while not stop.is_set():
                 try:
                     await self.fan_out()
                     while await self.deliver_due(client) == self.batch:
                         pass
-                except Exception:
+                    self.failed_rounds = 0
+                except Exception as exc:
+                    self.failed_rounds += 1
+                    self.last_error = f"{type(exc).__name__}: {exc}"
                     log.exception("alert dispatch round failed; retrying")
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=interval_s)
+                    await asyncio.wait_for(stop.wait(), timeout=self.interval_s)
+
+    def health(self) -> list[str]:
+        if self.failed_rounds >= MAX_FAILED_ROUNDS:
+            return [f"{self.failed_rounds} dispatch rounds failed in a row: {self.last_error}"]
+        return []
+
+    def stats(self) -> dict[str, Any]:
+        return {**asdict(self.counters), "failed_rounds": self.failed_rounds}
+
+    async def aclose(self) -> None:
+        if self._owns_db:
+            await self.db.close()

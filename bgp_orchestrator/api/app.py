@@ -31,9 +31,8 @@ from bgp_orchestrator.api.routes import (
     tenants,
     webhooks,
 )
-from bgp_orchestrator.errors import ConfigurationError
 from bgp_orchestrator.settings import Settings
-from bgp_orchestrator.storage.database import Database, PoolOptions
+from bgp_orchestrator.storage.database import Database, open_database
 
 log = logging.getLogger(__name__)
 
@@ -50,32 +49,13 @@ Until SSO is configured, development mode picks the tenant from the
 """
 
 
-def database_for(settings: Settings, dsn: str | None = None) -> Database:
-    url = dsn or (settings.database_url.get_secret_value() if settings.database_url else None)
-    if url is None:
-        raise ConfigurationError(
-            "database-url-missing",
-            "BGPO_DATABASE_URL is not set; `bgpo up` sets it for the stack it starts",
-        )
-    return Database(
-        url,
-        PoolOptions(
-            min_size=settings.db_pool_min_size,
-            max_size=settings.db_pool_max_size,
-            connect_timeout_s=settings.db_connect_timeout_s,
-            command_timeout_s=settings.db_command_timeout_s,
-            acquire_timeout_s=settings.db_acquire_timeout_s,
-        ),
-    )
-
-
 def create_app(settings: Settings | None = None, database: Database | None = None) -> FastAPI:
     """Build the API. ``database`` is injected by tests; otherwise built from settings."""
     settings = settings or Settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        db = database or database_for(settings)
+        db = database or open_database(settings)
         app.state.database = db
         dsn = settings.database_url.get_secret_value() if settings.database_url else None
         app.state.broadcaster = ConflictBroadcaster(dsn or "")

@@ -8,6 +8,7 @@ validation is reported and the previous data stays in use.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from dataclasses import dataclass, field
@@ -79,14 +80,20 @@ class ReferenceLoader:
     def errors(self) -> list[str]:
         return [*self._vrps.errors, *self._rels.errors]
 
+    def _load_relationships(self, path: Path) -> asrel.Relationships:
+        rels = asrel.load(path)
+        # prepared here, once, not by the first route a detector judges
+        rels.heavy_peers(self.detection.open_peering_degree)
+        return rels
+
     async def refresh(self, conn: asyncpg.Connection) -> bool:
         """Reload what changed; True if the snapshot was replaced."""
         version = int(await conn.fetchval("SELECT version FROM reference_version WHERE id = 1"))
-        vrp_index = self._vrps.load(lambda p: vrps.VrpIndex(vrps.load(p)))
-        rels = self._rels.load(asrel.load)
-        if isinstance(rels, asrel.Relationships):
-            # prepared here, once, not by the first route a detector judges
-            rels.heavy_peers(self.detection.open_peering_degree)
+        # Files of hundreds of thousands of lines: parsed in a thread, not on the loop.
+        vrp_index = await asyncio.to_thread(
+            self._vrps.load, lambda p: vrps.VrpIndex(vrps.load(p))
+        )
+        rels = await asyncio.to_thread(self._rels.load, self._load_relationships)
         files = (self._vrps.mtime, self._rels.mtime)
         label = f"db{version}-vrp{files[0]}-rel{files[1]}"
         if label == self.reference.version:

@@ -1,42 +1,62 @@
 """The detection consumer: Kafka -> detectors -> PostgreSQL, at least once, losing nothing.
 
-For every batch: decode the records (undecodable ones go to the dead-letter
-topic with their partition and offset), run the pipeline of the record's
-partition, upsert the conflicts, and only then commit the offsets. A worker
-killed at any point replays from the last commit; upserts are idempotent, so
-no conflict is lost or written twice. Per-partition state is checkpointed
-with the offset it reflects (see :mod:`checkpoint`).
+A :class:`~bgp_orchestrator.stream.loop.Processor` on the one consume loop
+(:mod:`bgp_orchestrator.stream.loop`) and a
+:class:`~bgp_orchestrator.service.Service`. For every fetch it decodes the
+records (undecodable ones become dead letters with their partition and
+offset) and runs the pipeline of each record's partition — in a worker thread,
+so the replica's event loop keeps answering health checks and heartbeats
+while a large batch is judged. The results wait in a
+:class:`~bgp_orchestrator.detection.buffer.ConflictBuffer`: tenant conflicts
+are stored after every batch, global observations in bounded steps. A
+partition's offset is committed, and its state checkpointed with that offset
+(:mod:`checkpoint`), only when its conflicts and dead letters are stored; a
+worker killed at any point replays from there, and upserts are idempotent, so
+no conflict is lost or written twice.
 
-Ray-free: the Serve deployment in ``deployments/detector.py`` runs it.
+Ray-free: the Serve deployment in ``deployments/detector.py`` hosts it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import logging
 import time
+import uuid
 from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from bgp_orchestrator.bgp import codec
 from bgp_orchestrator.bgp.parsers.common import Malformed
-from bgp_orchestrator.detection.checkpoint import CheckpointStore, dump_state, load_state
+from bgp_orchestrator.detection.buffer import ConflictBuffer
+from bgp_orchestrator.detection.checkpoint import (
+    CheckpointStore,
+    StaleOwner,
+    dump_state,
+    load_state,
+)
 from bgp_orchestrator.detection.loader import ReferenceLoader
 from bgp_orchestrator.detection.pipeline import Pipeline
-from bgp_orchestrator.detection.sink import WriteFilter, aggregate
-from bgp_orchestrator.ingest.consumers import update_stream_clients
+from bgp_orchestrator.detection.sink import Aggregate, aggregate
+from bgp_orchestrator.errors import ServiceUnavailable
 from bgp_orchestrator.ingest.deadletter import DeadLetter
+from bgp_orchestrator.service import Backoff, sleep_or_stop
 from bgp_orchestrator.settings import Settings
-from bgp_orchestrator.storage import conflicts as conflict_store
 from bgp_orchestrator.storage.database import Database
+from bgp_orchestrator.stream.clients import update_stream_consumer
+from bgp_orchestrator.stream.deadletters import DeadLetterSink
+from bgp_orchestrator.stream.loop import ConsumeLoop, LogInfo, LoopOptions, Start
+from bgp_orchestrator.stream.progress import ProgressStore
 
 log = logging.getLogger(__name__)
 
 FULL_GC_S = 600.0
+#: Global rows waiting to be stored above which consumption pauses (and below half of
+#: which it resumes): a storm slows the stream down instead of filling the memory.
+MAX_GLOBAL_BACKLOG = 100_000
 
 
 @dataclass
@@ -45,6 +65,7 @@ class WorkerStats:
     updates: int = 0
     batches: int = 0
     conflicts_written: int = 0
+    global_written: int = 0
     dead_letters: Counter[str] = field(default_factory=Counter)
     detector_errors: dict[str, int] = field(default_factory=dict)
     reference_version: str = ""
@@ -54,26 +75,29 @@ class WorkerStats:
     busy_s: float = 0.0
     name: str = ""
     checkpoint_ms: float = 0.0
+    checkpoints_saved: int = 0
+    checkpoint_failures: int = 0
+    global_backlog: int = 0
+    backpressure_pauses: int = 0
     #: the slowest recent batches: (wall time, ms, records, ms detecting, ms storing)
     slow_batches: list[tuple[float, float, int, float, float]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "records": self.records,
-            "updates": self.updates,
-            "batches": self.batches,
-            "conflicts_written": self.conflicts_written,
-            "dead_letters": dict(self.dead_letters),
-            "detector_errors": dict(self.detector_errors),
-            "reference_version": self.reference_version,
-            "partitions": list(self.partitions),
-            "first_batch_at": self.first_batch_at,
-            "last_batch_at": self.last_batch_at,
-            "name": self.name,
-            "busy_s": round(self.busy_s, 3),
-            "slow_batches": list(self.slow_batches),
-            "checkpoint_ms": self.checkpoint_ms,
-        }
+        out = asdict(self)
+        out["dead_letters"] = dict(self.dead_letters)
+        out["busy_s"] = round(self.busy_s, 3)
+        return out
+
+
+@dataclass
+class _Detected:
+    """What one fetch produced (built in the worker thread)."""
+
+    aggregates: list[Aggregate]
+    dead: list[DeadLetter]
+    positions: dict[int, int]
+    records: int
+    updates: int
 
 
 class DetectionWorker:
@@ -88,188 +112,254 @@ class DetectionWorker:
         checkpoint_interval_s: float = 10.0,
         reference_interval_s: float = 2.0,
         max_records: int = 500,
-        on_batch: Callable[[WorkerStats], None] | None = None,
+        progress: ProgressStore | None = None,
+        loop_options: LoopOptions | None = None,
+        closers: Sequence[Callable[[], Awaitable[None]]] = (),
+        max_global_backlog: int = MAX_GLOBAL_BACKLOG,
     ) -> None:
         self.settings = settings
+        self.max_global_backlog = max_global_backlog
         self.db = db
         self.checkpoints = checkpoints
-        self.bootstrap = bootstrap_servers
         self.name = name
+        self.token = f"{name}-{uuid.uuid4().hex[:8]}"
         self.checkpoint_interval_s = checkpoint_interval_s
         self.reference_interval_s = reference_interval_s
-        self.max_records = max_records
-        self.on_batch = on_batch
         self.loader = ReferenceLoader(settings)
         self.pipelines: dict[int, Pipeline] = {}
         self.positions: dict[int, int] = {}
-        self.filter = WriteFilter()
-        self.stats = WorkerStats(name=name)
+        self.buffer = ConflictBuffer(db)
+        self.dead = DeadLetterSink(bootstrap_servers, settings.kafka_dlq_topic)
+        self.counters = WorkerStats(name=name)
         self.ready = asyncio.Event()
-        self._stop = asyncio.Event()
-        self._consumer: Any = None
-        self._producer: Any = None
-        self._last_checkpoint = 0.0
+        options = loop_options or LoopOptions(
+            max_records=max_records, stall_after_s=settings.stall_after_s
+        )
+        self.loop = ConsumeLoop(
+            self,
+            lambda: update_stream_consumer(
+                bootstrap_servers, settings.detector_group, name, fetch_max_wait_ms=20
+            ),
+            settings.kafka_topic,
+            options=options,
+            progress=progress,
+        )
+        self._closers = list(closers)
+        self._committable: dict[int, int] = {}
+        self._checkpointed: dict[int, int] = {}
+        self._limbo: dict[int, tuple[int, Pipeline]] = {}
+        self._retired_errors: Counter[str] = Counter()
+        self._held = False
+        self._last_checkpoint = time.monotonic()
         self._last_reference = 0.0
         self._last_full_gc = 0.0
 
-    # --- lifecycle ----------------------------------------------------------------
+    # --- the service ------------------------------------------------------------------
 
-    def stop(self) -> None:
-        self._stop.set()
-
-    async def run(self) -> None:
-        from aiokafka.abc import ConsumerRebalanceListener
-
-        worker = self
-
-        class Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
-            async def on_partitions_revoked(self, revoked: Any) -> None:
-                await worker._save_checkpoints([tp.partition for tp in revoked])
-                for tp in revoked:
-                    worker.pipelines.pop(tp.partition, None)
-                    worker.positions.pop(tp.partition, None)
-
-            async def on_partitions_assigned(self, assigned: Any) -> None:
-                for tp in assigned:
-                    await worker._assign(tp)
-                worker.stats.partitions = sorted(worker.pipelines)
-
+    async def run(self, stop: asyncio.Event) -> None:
         # Garbage collection tuned for latency: the detector state is millions of
         # long-lived objects, and a full collection walks all of them (80-100 ms on a
         # 100,000-prefix table, a p99 spike every few seconds at 20,000 updates/s).
         # Young collections stay automatic; long-lived objects are frozen at every
         # checkpoint; a full collection (for cyclic garbage) runs every FULL_GC_S.
         gc.set_threshold(10_000, 10, 1_000_000)
-        self._last_full_gc = time.monotonic()
-        await self._refresh_reference(force=True)
-        self._consumer, self._producer = update_stream_clients(
-            self.bootstrap, self.settings.detector_group, self.name, fetch_max_wait_ms=20
-        )
-        await self._producer.start()
-        await self._consumer.start()
-        self._consumer.subscribe([self.settings.kafka_topic], listener=Rebalance())
+        self._last_full_gc = self._started_at = time.monotonic()
+        if not await self._until_ready(stop):
+            return
         self.ready.set()
-        try:
-            while not self._stop.is_set():
-                batch = await self._consumer.getmany(timeout_ms=50, max_records=self.max_records)
-                if batch:
-                    await self._process(batch)
-                await self._housekeeping()
-        finally:
-            with contextlib.suppress(Exception):
-                await self._save_checkpoints(list(self.pipelines))
-            await self._consumer.stop()
-            await self._producer.stop()
+        await self.loop.run(stop)
+
+    async def _until_ready(self, stop: asyncio.Event) -> bool:
+        """Load the reference and connect the dead-letter producer, retrying while
+        PostgreSQL or Kafka are away. False if stopped first."""
+        backoff = Backoff(initial_s=0.5, maximum_s=15.0)
+        steps: list[Callable[[], Awaitable[None]]] = [
+            lambda: self._refresh_reference(force=True),
+            self.dead.start,
+        ]
+        for step in steps:
+            while True:
+                try:
+                    await step()
+                    break
+                except ServiceUnavailable as exc:
+                    self._not_ready = exc.message
+                    log.warning("%s: not ready: %s; retrying", self.name, exc.message)
+                    if await sleep_or_stop(stop, backoff.delay()):
+                        return False
+        self._not_ready = ""
+        return True
+
+    _not_ready = "starting"
+    _started_at = 0.0
+
+    def health(self) -> list[str]:
+        problems = self.loop.health()
+        waited = time.monotonic() - self._started_at
+        if (
+            not self.ready.is_set()
+            and self._started_at
+            and waited > self.loop.options.stall_after_s
+        ):
+            problems.append(f"not ready after {waited:.0f}s: {self._not_ready}")
+        return problems
+
+    def stats(self) -> dict[str, Any]:
+        c = self.counters
+        c.partitions = sorted(self.pipelines)
+        c.detector_errors = self._detector_errors()
+        c.dead_letters = Counter(self.dead.sent)
+        c.global_backlog = self.buffer.global_backlog
+        c.conflicts_written = self.buffer.tenant_written + self.buffer.global_written
+        c.global_written = self.buffer.global_written
+        return {**c.as_dict(), "loop": self.loop.stats(), "reference_errors": self.loader.errors}
+
+    async def aclose(self) -> None:
+        await self.dead.close()
+        for close in self._closers:
+            await close()
+
+    def _detector_errors(self) -> dict[str, int]:
+        total = Counter(self._retired_errors)
+        for pipeline in self.pipelines.values():
+            total.update(pipeline.errors)
+        return dict(total)
 
     # --- partitions and state -------------------------------------------------------
 
-    async def _assign(self, tp: Any) -> None:
-        checkpoint = await self.checkpoints.load(tp.partition)
-        state = None
+    async def assign(
+        self, partitions: Sequence[int], logs: Mapping[int, LogInfo]
+    ) -> dict[int, Start]:
+        starts: dict[int, Start] = {}
+        restored: dict[int, tuple[int | None, Pipeline]] = {}
+        for p in partitions:
+            await self.checkpoints.claim(p, self.token)
+            kept = self._limbo.get(p)
+            if kept is not None and kept[0] == logs[p].committed:
+                # Ours before this rebalance, and nobody committed since: the state in
+                # memory is exactly the state at the committed offset.
+                restored[p] = (kept[0], kept[1])
+                starts[p] = kept[0]
+                continue
+            start, state = await self._restore(p, logs[p])
+            restored[p] = (
+                start if isinstance(start, int) else None,
+                Pipeline(self.loader.reference, state),
+            )
+            starts[p] = start
+        for p, (position, pipeline) in restored.items():
+            pipeline.reference = self.loader.reference
+            self.pipelines[p] = pipeline
+            if position is not None:
+                self.positions[p] = position
+                self._committable[p] = position
+                self._checkpointed[p] = position
+        self._limbo.clear()
+        return starts
+
+    async def _restore(self, partition: int, info: LogInfo) -> tuple[Start, Any]:
+        """Where a partition starts and with which state, from its checkpoint."""
+        checkpoint = await self.checkpoints.load(partition)
         if checkpoint is not None:
             offset, blob = checkpoint
-            end = (await self._consumer.end_offsets([tp]))[tp]
-            if offset > end:
+            if offset > info.end:
                 # The topic was recreated (e.g. an in-memory broker restarted): the
                 # checkpoint describes a log that no longer exists.
                 log.warning(
-                    "%s: checkpoint of partition %d is at offset %d beyond the end "
-                    "of the log (%d); discarding it",
+                    "%s: checkpoint of partition %d is at offset %d beyond the end of the "
+                    "log (%d); discarding it",
                     self.name,
-                    tp.partition,
+                    partition,
                     offset,
-                    end,
+                    info.end,
                 )
-                checkpoint = None
-        if checkpoint is not None:
-            offset, blob = checkpoint
-            try:
-                state = load_state(blob)
-                self._consumer.seek(tp, offset)
-                self.positions[tp.partition] = offset
-                log.info(
-                    "%s: partition %d resumes from checkpoint at offset %d",
-                    self.name,
-                    tp.partition,
-                    offset,
-                )
-            except (ValueError, TypeError) as exc:
-                log.error(
-                    "%s: unusable checkpoint for partition %d (%s); starting empty",
-                    self.name,
-                    tp.partition,
-                    exc,
-                )
-                state = None
-        if state is None and (await self._consumer.committed(tp) or 0) > 0:
+            else:
+                try:
+                    state = await asyncio.to_thread(load_state, blob)
+                except (ValueError, TypeError) as exc:
+                    log.error(
+                        "%s: unusable checkpoint for partition %d (%s); rebuilding the state "
+                        "from the retained log",
+                        self.name,
+                        partition,
+                        exc,
+                    )
+                else:
+                    log.info(
+                        "%s: partition %d resumes from its checkpoint at offset %d",
+                        self.name,
+                        partition,
+                        offset,
+                    )
+                    return offset, state
+        if (info.committed or 0) > 0:
             # No usable checkpoint but a committed offset: rebuild the state from the
             # start of the retained log (the committed offset alone would skip the
             # history MOAS and visibility need); the conflicts raised again on the way
-            # are idempotent upserts. Without a committed offset the consumer starts
-            # at the beginning anyway.
-            await self._consumer.seek_to_beginning(tp)
-            self.positions.pop(tp.partition, None)
-        self.pipelines[tp.partition] = Pipeline(self.loader.reference, state)
+            # are idempotent upserts.
+            return "beginning", None
+        return None, None
 
-    async def _save_checkpoints(self, partitions: list[int]) -> None:
+    async def revoke(self, partitions: Sequence[int]) -> None:
+        for p in partitions:
+            pipeline = self.pipelines.pop(p, None)
+            position = self.positions.pop(p, None)
+            stored = self._committable.pop(p, None)
+            self._checkpointed.pop(p, None)
+            if pipeline is None:
+                continue
+            self._retired_errors.update(pipeline.errors)
+            pipeline.errors.clear()
+            if position is None or stored != position:
+                continue  # work not stored: the next owner replays it from the last commit
+            try:
+                await self._save_checkpoint(p, position, pipeline)
+            except (ServiceUnavailable, StaleOwner) as exc:
+                log.warning("%s: partition %d left without a checkpoint: %s", self.name, p, exc)
+                continue
+            self._limbo[p] = (position, pipeline)
+
+    async def _save_checkpoint(self, partition: int, offset: int, pipeline: Pipeline) -> None:
         started = time.perf_counter()
-        for partition in partitions:
-            pipeline = self.pipelines.get(partition)
-            offset = self.positions.get(partition)
-            if pipeline is not None and offset is not None:
-                await self.checkpoints.save(partition, offset, dump_state(pipeline.state))
-        self._last_checkpoint = time.monotonic()
-        self.stats.checkpoint_ms = round((time.perf_counter() - started) * 1000, 1)
-        # The detector state is millions of long-lived objects: move them out of the
-        # collector's way, or every full collection walks them (100 ms+ pauses).
-        gc.freeze()
+        blob = await asyncio.to_thread(dump_state, pipeline.state)
+        await self.checkpoints.save(partition, offset, blob, self.token)
+        self.counters.checkpoint_ms = round((time.perf_counter() - started) * 1000, 1)
+        self.counters.checkpoints_saved += 1
+        self._checkpointed[partition] = offset
 
-    async def _refresh_reference(self, force: bool = False) -> None:
-        now = time.monotonic()
-        if not force and now - self._last_reference < self.reference_interval_s:
-            return
-        self._last_reference = now
-        async with self.db.connection() as conn:
-            changed = await self.loader.refresh(conn)
-        if changed:
-            for pipeline in self.pipelines.values():
-                pipeline.reference = self.loader.reference
-            gc.collect()
-            gc.freeze()  # the VRP and AS-relationship indexes live until the next reload
-            self.stats.reference_version = self.loader.reference.version
-            log.info(
-                "%s: reference %s (%d monitored prefixes)",
-                self.name,
-                self.loader.reference.version,
-                len(self.loader.reference.monitored),
-            )
+    # --- the batch ------------------------------------------------------------------
 
-    async def _housekeeping(self) -> None:
-        try:
-            await self._refresh_reference()
-        except Exception:
-            log.exception("%s: reference reload failed; keeping the current one", self.name)
-        if time.monotonic() - self._last_checkpoint > self.checkpoint_interval_s:
-            await self._save_checkpoints(list(self.pipelines))
-        if time.monotonic() - self._last_full_gc > FULL_GC_S:
-            gc.unfreeze()
-            gc.collect()
-            gc.freeze()
-            self._last_full_gc = time.monotonic()
-
-    # --- the batch ----------------------------------------------------------------
-
-    async def _process(self, batch: dict[Any, list[Any]]) -> None:
+    async def process(self, batch: Mapping[int, Sequence[Any]]) -> None:
         started = time.perf_counter()
-        if not self.stats.first_batch_at:
-            self.stats.first_batch_at = time.time()
+        if not self.counters.first_batch_at:
+            self.counters.first_batch_at = time.time()
+        detected = await asyncio.to_thread(self._detect, batch)
+        self.buffer.add(detected.aggregates)
+        for letter in detected.dead:
+            self.dead.add(letter)
+        self.positions.update(detected.positions)
+        c = self.counters
+        c.records += detected.records
+        c.updates += detected.updates
+        c.batches += 1
+        c.last_batch_at = time.time()
+        elapsed = time.perf_counter() - started
+        c.busy_s += elapsed
+        self._detect_ms = elapsed * 1000
+        self._batch_records = detected.records
+
+    _detect_ms = 0.0
+    _batch_records = 0
+
+    def _detect(self, batch: Mapping[int, Sequence[Any]]) -> _Detected:
+        """Decode and judge one fetch: CPU only, run in a worker thread."""
         dead: list[DeadLetter] = []
         conflicts = []
-        offsets = {}
-        for tp, records in batch.items():
-            pipeline = self.pipelines.get(tp.partition)
-            if pipeline is None:  # assigned between fetch and now
-                pipeline = self.pipelines[tp.partition] = Pipeline(self.loader.reference)
+        positions = {}
+        records_n = updates_n = 0
+        topic = self.settings.kafka_topic
+        for partition, records in batch.items():
+            pipeline = self.pipelines[partition]
             updates = []
             for record in records:
                 try:
@@ -279,7 +369,7 @@ class DetectionWorker:
                         DeadLetter.from_error(
                             exc,
                             source="kafka",
-                            position=f"{tp.topic}/{tp.partition}@{record.offset}",
+                            position=f"{topic}/{partition}@{record.offset}",
                             payload=record.value,
                         )
                     )
@@ -290,50 +380,143 @@ class DetectionWorker:
                         "invalid-prefix",
                         reason,
                         "kafka",
-                        f"{tp.topic}/{tp.partition}@{records[0].offset}-{records[-1].offset}",
+                        f"{topic}/{partition}@{records[0].offset}-{records[-1].offset}",
                         repr(update)[:2000],
                     )
                 )
             conflicts.extend(result.conflicts)
-            self.stats.records += len(records)
-            self.stats.updates += result.updates
-            offsets[tp] = records[-1].offset + 1
-            self.positions[tp.partition] = records[-1].offset + 1
-            for name, count in pipeline.errors.items():
-                self.stats.detector_errors[name] = count
-        aggregates = self.filter.needed(aggregate(conflicts))
-        detected = time.perf_counter()
-        if dead:
-            await asyncio.gather(*(self._dead_letter(d) for d in dead))
-        if aggregates:
-            async with self.db.transaction() as conn:
-                await conflict_store.upsert(conn, aggregates)
-            self.filter.written(aggregates)
-            self.stats.conflicts_written += len(aggregates)
-        stored = time.perf_counter()
-        await self._consumer.commit(offsets)
-        self.stats.batches += 1
-        self.stats.last_batch_at = time.time()
-        elapsed = time.perf_counter() - started
-        self.stats.busy_s += elapsed
-        if elapsed > 0.05:
-            slow = self.stats.slow_batches
+            records_n += len(records)
+            updates_n += result.updates
+            positions[partition] = records[-1].offset + 1
+        return _Detected(aggregate(conflicts), dead, positions, records_n, updates_n)
+
+    async def store(self, commit_due: bool) -> None:
+        started = time.perf_counter()
+        await self._maybe_refresh_reference()  # every turn, so an idle detector follows too
+        await self.buffer.write_tenant()
+        await self.dead.flush()
+        if commit_due:
+            checkpoints = await self._dump_due_checkpoints()
+            self.buffer.close_segment(self.positions, checkpoints)
+        await self._complete(await self.buffer.write_global())
+        self._note_slow(time.perf_counter() - started)
+        self._collect_garbage()
+        backlog = self.buffer.global_backlog
+        if backlog > self.max_global_backlog:
+            if not self._held:
+                self.counters.backpressure_pauses += 1
+                log.info(
+                    "%s: %d global observations wait to be stored; pausing consumption",
+                    self.name,
+                    backlog,
+                )
+            self._held = True
+        elif backlog < self.max_global_backlog // 2:
+            self._held = False
+
+    async def drain(self) -> None:
+        await self.buffer.write_tenant()
+        await self.dead.flush()
+        self.buffer.close_segment(self.positions)
+        await self._complete(await self.buffer.write_global(limit=0))
+
+    def committable(self) -> dict[int, int]:
+        return {p: o for p, o in self._committable.items() if p in self.pipelines}
+
+    def held(self) -> bool:
+        return self._held
+
+    async def _complete(self, segments: list[Any]) -> None:
+        """Segments fully stored: their positions may be committed, their checkpoints saved."""
+        for segment in segments:
+            for p, offset in segment.positions.items():
+                if p in self.pipelines:
+                    self._committable[p] = max(offset, self._committable.get(p, 0))
+            for p, (offset, blob) in segment.checkpoints.items():
+                if p not in self.pipelines:
+                    continue
+                try:
+                    await self.checkpoints.save(p, offset, blob, self.token)
+                    self.counters.checkpoints_saved += 1
+                    self._checkpointed[p] = offset
+                except (ServiceUnavailable, StaleOwner) as exc:
+                    # The checkpoint only shortens a replay: commits go on without it.
+                    self.counters.checkpoint_failures += 1
+                    log.warning("%s: checkpoint of partition %d not saved: %s", self.name, p, exc)
+
+    async def _dump_due_checkpoints(self) -> dict[int, tuple[int, bytes]]:
+        if time.monotonic() - self._last_checkpoint < self.checkpoint_interval_s:
+            return {}
+        self._last_checkpoint = time.monotonic()
+        started = time.perf_counter()
+        out = {}
+        for p, pipeline in self.pipelines.items():
+            position = self.positions.get(p)
+            if position is None or self._checkpointed.get(p) == position:
+                continue
+            out[p] = (position, await asyncio.to_thread(dump_state, pipeline.state))
+        self.counters.checkpoint_ms = round((time.perf_counter() - started) * 1000, 1)
+        # The detector state is millions of long-lived objects: move them out of the
+        # collector's way, or every full collection walks them (100 ms+ pauses).
+        gc.freeze()
+        return out
+
+    def _note_slow(self, store_s: float) -> None:
+        total_ms = self._detect_ms + store_s * 1000
+        if total_ms > 50:
+            slow = self.counters.slow_batches
             slow.append(
                 (
                     round(time.time(), 3),
-                    round(elapsed * 1000, 1),
-                    sum(len(r) for r in batch.values()),
-                    round((detected - started) * 1000, 1),
-                    round((stored - detected) * 1000, 1),
+                    round(total_ms, 1),
+                    self._batch_records,
+                    round(self._detect_ms, 1),
+                    round(store_s * 1000, 1),
                 )
             )
             del slow[:-10]
-        if self.on_batch is not None:
-            try:
-                self.on_batch(self.stats)
-            except Exception:  # metrics export must never stop detection
-                log.exception("%s: the batch callback failed", self.name)
+        self._detect_ms = 0.0
+        self._batch_records = 0
 
-    async def _dead_letter(self, letter: DeadLetter) -> None:
-        self.stats.dead_letters[letter.code] += 1
-        await self._producer.send_and_wait(self.settings.kafka_dlq_topic, letter.encode())
+    def _collect_garbage(self) -> None:
+        if time.monotonic() - self._last_full_gc > FULL_GC_S:
+            gc.unfreeze()
+            gc.collect()
+            gc.freeze()
+            self._last_full_gc = time.monotonic()
+
+    # --- reference data -------------------------------------------------------------
+
+    async def _maybe_refresh_reference(self) -> None:
+        if time.monotonic() - self._last_reference < self.reference_interval_s:
+            return
+        try:
+            await self._refresh_reference()
+        except ServiceUnavailable as exc:
+            if not self._reference_failing:
+                log.warning(
+                    "%s: reference reload failed (%s); keeping the current one", self.name, exc
+                )
+            self._reference_failing = True
+        else:
+            self._reference_failing = False
+
+    _reference_failing = False
+
+    async def _refresh_reference(self, force: bool = False) -> None:
+        self._last_reference = time.monotonic()
+        async with self.db.connection() as conn:
+            changed = await self.loader.refresh(conn)
+        if not changed and not force:
+            return
+        for pipeline in self.pipelines.values():
+            pipeline.reference = self.loader.reference
+        gc.collect()
+        gc.freeze()  # the VRP and AS-relationship indexes live until the next reload
+        self.counters.reference_version = self.loader.reference.version
+        log.info(
+            "%s: reference %s (%d monitored prefixes)",
+            self.name,
+            self.loader.reference.version,
+            len(self.loader.reference.monitored),
+        )

@@ -24,6 +24,10 @@ store keyed by series and timestamp absorbs. The aggregator's state (routes
 held, rolling history) starts empty after a restart: ``prefix_count`` and the
 hour-long features warm up over the following hour.
 
+It runs on the one consume loop (:mod:`bgp_orchestrator.stream.loop`): a
+window that cannot be handed over (the feature store's disk, the metric
+writer) stays queued and is retried with backoff, its records uncommitted.
+
 Ray-free: ``deployments/session_stats.py`` runs it on Serve.
 """
 
@@ -33,8 +37,8 @@ import asyncio
 import logging
 import math
 import time
-from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections import Counter, deque
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -43,11 +47,15 @@ from bgp_orchestrator.anomaly.series import MetricPoint
 from bgp_orchestrator.bgp import codec
 from bgp_orchestrator.bgp.parsers.common import Malformed
 from bgp_orchestrator.bgp.update import Kind, Update
+from bgp_orchestrator.errors import ServiceUnavailable
 from bgp_orchestrator.flaps.live import LiveFeatureWriter
-from bgp_orchestrator.ingest.consumers import update_stream_clients
 from bgp_orchestrator.ingest.deadletter import DeadLetter
 from bgp_orchestrator.sessionstats.stream import ClosedWindow, WindowStream
 from bgp_orchestrator.settings import Settings
+from bgp_orchestrator.stream.clients import update_stream_consumer
+from bgp_orchestrator.stream.deadletters import DeadLetterSink
+from bgp_orchestrator.stream.loop import ConsumeLoop, LogInfo, LoopOptions, Start
+from bgp_orchestrator.stream.progress import ProgressStore
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +141,9 @@ def _path_element(element: object) -> bool:
 
 
 class SessionStatsWorker:
+    """A :class:`~bgp_orchestrator.stream.loop.Processor` and a
+    :class:`~bgp_orchestrator.service.Service`."""
+
     def __init__(
         self,
         settings: Settings,
@@ -145,81 +156,90 @@ class SessionStatsWorker:
         max_records: int = 1000,
         poll_ms: int = 200,
         clock: Callable[[], float] = time.monotonic,
+        progress: ProgressStore | None = None,
+        closers: Sequence[Callable[[], Awaitable[None]]] = (),
+        describe: Callable[[], dict[str, Any]] | None = None,
+        on_start: Callable[[], None] | None = None,
     ) -> None:
         """``features`` defaults to a :class:`LiveFeatureWriter` named after the consumer
         group (stable across restarts: its files mark the windows already done)."""
         self.settings = settings
         self.points = points
-        self.bootstrap = bootstrap_servers
         self.features: FeatureSink = features or LiveFeatureWriter(
             settings, settings.session_stats_group
         )
         self.name = name
         self.grace_s = grace_s
-        self.max_records = max_records
-        self.poll_ms = poll_ms
         self.clock = clock
         self.window_s = settings.flap_window_s
-        self.stats = SessionStatsCounters()
+        self.counters = SessionStatsCounters()
         self.stream = WindowStream(self.window_s, grace_s)
         self.ready = asyncio.Event()
-        self._stop = asyncio.Event()
-        self._consumer: Any = None
-        self._producer: Any = None
-        self._paused: set[Any] = set()
+        self.dead = DeadLetterSink(bootstrap_servers, settings.kafka_dlq_topic)
+        self.loop = ConsumeLoop(
+            self,
+            lambda: update_stream_consumer(bootstrap_servers, settings.session_stats_group, name),
+            settings.kafka_topic,
+            options=LoopOptions(
+                poll_ms=poll_ms, max_records=max_records, stall_after_s=settings.stall_after_s
+            ),
+            progress=progress,
+        )
+        self._closing: deque[ClosedWindow] = deque()
+        self._closers = list(closers)
+        self._describe = describe
+        self._on_start = on_start
 
-    def stop(self) -> None:
-        self._stop.set()
+    # --- the service ------------------------------------------------------------------
 
-    async def run(self) -> None:
-        from aiokafka.abc import ConsumerRebalanceListener
-
-        worker = self
-
-        class Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
-            async def on_partitions_revoked(self, revoked: Any) -> None:
-                for tp in revoked:
-                    worker.stream.forget(tp.partition)
-                    worker._paused.discard(tp)
-
-            async def on_partitions_assigned(self, assigned: Any) -> None:
-                log.info("%s: partitions %s", worker.name, sorted(tp.partition for tp in assigned))
-
+    async def run(self, stop: asyncio.Event) -> None:
+        if self._on_start is not None:
+            self._on_start()  # e.g. the metric writer's task, on the running loop
         done = await asyncio.to_thread(self.features.last_written)
         self.stream = WindowStream(self.window_s, self.grace_s, skip_until=done)
         if done is not None:
             log.info("%s: windows up to %d were handed over before; skipping them", self.name, done)
-        self._consumer, self._producer = update_stream_clients(
-            self.bootstrap, self.settings.session_stats_group, self.name
-        )
-        await self._producer.start()
-        try:
-            await self._consumer.start()
-            try:
-                self._consumer.subscribe([self.settings.kafka_topic], listener=Rebalance())
-                self.ready.set()
-                while not self._stop.is_set():
-                    batch = await self._consumer.getmany(
-                        timeout_ms=self.poll_ms, max_records=self.max_records
-                    )
-                    await self._step(batch)
-            finally:
-                await self._consumer.stop()
-        finally:
-            await self._producer.stop()
+        await self.dead.start()
+        self.ready.set()
+        await self.loop.run(stop)
 
-    # --- one poll ----------------------------------------------------------------
+    def health(self) -> list[str]:
+        return self.loop.health()
 
-    async def _step(self, batch: Mapping[Any, Sequence[Any]]) -> None:
-        dead: list[DeadLetter] = []
+    def stats(self) -> dict[str, Any]:
+        self._refresh_stats()
+        out = {**self.counters.as_dict(), "loop": self.loop.stats()}
+        if self._describe is not None:
+            out.update(self._describe())
+        return out
+
+    async def aclose(self) -> None:
+        await self.dead.close()
+        for close in self._closers:
+            await close()
+
+    # --- the processor ------------------------------------------------------------------
+
+    async def assign(
+        self, partitions: Sequence[int], logs: Mapping[int, LogInfo]
+    ) -> dict[int, Start]:
+        log.info("%s: partitions %s", self.name, sorted(partitions))
+        return {}  # from the committed offsets: windows are rebuilt by replay
+
+    async def revoke(self, partitions: Sequence[int]) -> None:
+        for p in partitions:
+            self.stream.forget(p)
+
+    async def process(self, batch: Mapping[int, Sequence[Any]]) -> None:
         now = self.clock()
-        for tp, records in batch.items():
+        topic = self.settings.kafka_topic
+        for partition, records in batch.items():
             for record in records:
-                position = f"{tp.topic}/{tp.partition}@{record.offset}"
+                position = f"{topic}/{partition}@{record.offset}"
                 try:
                     decoded = codec.decode_batch(record.value)
                 except Malformed as exc:
-                    dead.append(DeadLetter.from_error(exc, "kafka", position, record.value))
+                    self.dead.add(DeadLetter.from_error(exc, "kafka", position, record.value))
                     decoded = []
                 valid = []
                 for update in decoded:
@@ -227,40 +247,57 @@ class SessionStatsWorker:
                     if reason is None:
                         valid.append(update)
                     else:
-                        dead.append(
+                        self.dead.add(
                             DeadLetter("invalid-update", reason, "kafka", position, repr(update))
                         )
-                self.stats.records += 1
-                self.stats.updates += self.stream.offer(tp.partition, record.offset, valid, now)
-        for letter in dead:
-            self.stats.dead_letters[letter.code] += 1
-            await self._producer.send_and_wait(self.settings.kafka_dlq_topic, letter.encode())
-        closed = self.stream.advance(await self._lagging(), self.clock())
-        for window in closed:
-            await self._hand_over(window)
-        if closed:
-            await self._commit()
-        self._flow_control()
+                self.counters.records += 1
+                self.counters.updates += self.stream.offer(partition, record.offset, valid, now)
+
+    async def store(self, commit_due: bool) -> None:
+        await self.dead.flush()
+        self._closing.extend(self.stream.advance(self._lagging(), self.clock()))
+        while self._closing:
+            await self._hand_over(self._closing[0])
+            self._closing.popleft()
         self._refresh_stats()
 
-    async def _lagging(self) -> list[int]:
+    async def drain(self) -> None:
+        await self.store(commit_due=True)
+
+    def committable(self) -> dict[int, int]:
+        if self._closing:
+            return {}  # a closed window still waits to be handed over
+        return {p: o for p, o in self.stream.committable().items() if p in self.loop.partitions}
+
+    def held(self) -> set[int]:
+        """Partitions past what the open window needs (flow control)."""
+        return {p for p in self.loop.partitions if self.stream.ahead(p)}
+
+    def _lagging(self) -> list[int]:
         """Assigned partitions that have not delivered everything they hold."""
-        lagging = []
-        for tp in self._consumer.assignment():
-            highwater = self._consumer.highwater(tp)
-            if highwater is None or await self._consumer.position(tp) < highwater:
-                lagging.append(tp.partition)
-        return lagging
+        return [
+            p
+            for p, progress in self.loop.partitions.items()
+            if progress.highwater is None
+            or progress.position is None
+            or progress.position < progress.highwater
+        ]
 
     async def _hand_over(self, window: ClosedWindow) -> None:
         points = window_points(window.rows, self.window_s)
         if points:
             await self.points.submit(points)
-        written = await asyncio.to_thread(self.features.write_window, window.start, window.rows)
-        self.stats.points_submitted += len(points)
-        self.stats.rows_written += written
-        self.stats.windows_closed += 1
-        self.stats.last_window_start = window.start
+        try:
+            written = await asyncio.to_thread(self.features.write_window, window.start, window.rows)
+        except OSError as exc:
+            raise ServiceUnavailable(
+                "feature-store-unwritable",
+                f"cannot write the features of window {window.start}: {exc}",
+            ) from exc
+        self.counters.points_submitted += len(points)
+        self.counters.rows_written += written
+        self.counters.windows_closed += 1
+        self.counters.last_window_start = window.start
         log.debug(
             "%s: window %d closed: %d sessions, %d points",
             self.name,
@@ -269,37 +306,12 @@ class SessionStatsWorker:
             len(points),
         )
 
-    async def _commit(self) -> None:
-        from aiokafka.errors import CommitFailedError
-
-        offsets = self.stream.committable()
-        mine = {
-            tp: offsets[tp.partition]
-            for tp in self._consumer.assignment()
-            if tp.partition in offsets
-        }
-        if not mine:
-            return
-        try:
-            await self._consumer.commit(mine)
-            self.stats.commits += 1
-        except CommitFailedError as exc:  # a rebalance: the next owner replays (idempotent)
-            log.warning("%s: commit failed (%s); the records will be replayed", self.name, exc)
-
-    def _flow_control(self) -> None:
-        """Pause partitions that are past what the open window needs; resume the rest."""
-        for tp in self._consumer.assignment():
-            ahead = self.stream.ahead(tp.partition)
-            if ahead and tp not in self._paused:
-                self._consumer.pause(tp)
-                self._paused.add(tp)
-            elif not ahead and tp in self._paused:
-                self._consumer.resume(tp)
-                self._paused.discard(tp)
-
     def _refresh_stats(self) -> None:
-        self.stats.late_updates = self.stream.aggregator.late
-        self.stats.duplicate_session_events = self.stream.duplicates
-        self.stats.skipped_updates = self.stream.skipped
-        self.stats.sessions = self.stream.aggregator.sessions
-        self.stats.buffered = self.stream.pending
+        c = self.counters
+        c.late_updates = self.stream.aggregator.late
+        c.duplicate_session_events = self.stream.duplicates
+        c.skipped_updates = self.stream.skipped
+        c.sessions = self.stream.aggregator.sessions
+        c.buffered = self.stream.pending
+        c.commits = self.loop.commits
+        c.dead_letters = Counter(self.dead.sent)

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 
 from bgp_orchestrator.errors import ServiceUnavailable
+from bgp_orchestrator.service import sleep_or_stop
 from bgp_orchestrator.settings import Settings
 from bgp_orchestrator.stack import ray_auth
 
@@ -100,6 +101,8 @@ class JobSchedule:
         self._name = name
         self._lock = lock
         self.last_job: str | None = None
+        self.failures = 0
+        self.last_error = ""
 
     async def tick(self) -> str | None:
         owner = uuid.uuid4().hex
@@ -109,13 +112,20 @@ class JobSchedule:
         self.last_job = await self._launcher.submit(self._entrypoint, self._name)
         return self.last_job
 
-    async def run(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval_s)
+    async def run(self, stop: asyncio.Event) -> None:
+        """Tick every interval until ``stop``; a failed tick is counted and retried next time."""
+        while not await sleep_or_stop(stop, self._interval_s):
             try:
                 await self.tick()
+                self.failures = 0
             except Exception as exc:  # the next tick tries again
+                self.failures += 1
+                self.last_error = f"{type(exc).__name__}: {exc}"
                 log.warning("scheduling %s failed: %s", self._name, exc)
+
+    @property
+    def name(self) -> str:
+        return self._name
 
 
 def materialize_schedule(redis: Any, launcher: JobLauncher, interval_s: float) -> JobSchedule:

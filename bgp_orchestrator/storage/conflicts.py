@@ -3,9 +3,14 @@
 The upsert is idempotent: replaying the same observations (after a detector
 restart) changes nothing: first/last seen are min/max, peers a bounded
 union, and a resolved conflict reopens only for an observation newer than
-its resolution. State changes are recorded in ``conflict_events`` by a
-trigger in the same transaction (the outbox webhooks and the live stream
-read), so an event is never lost and never written twice.
+its resolution. State changes of tenant conflicts are recorded in
+``conflict_events`` by a trigger in the same transaction (the outbox webhooks
+and the live stream read), so an event is never lost and never written twice.
+
+Global observations (no tenant) are one row per prefix and type: their
+``details`` keep a running count of observations (at least: a replay after a
+restart counts again) and a capped, merged sample of origins; they raise no
+events (no tenant subscribes to them).
 """
 
 from __future__ import annotations
@@ -17,7 +22,10 @@ import asyncpg
 import orjson
 
 from bgp_orchestrator.detection.scenario import Expected
-from bgp_orchestrator.detection.sink import MAX_PEERS, Aggregate
+from bgp_orchestrator.detection.sink import SAMPLE_ORIGINS, Aggregate
+
+#: Rows per statement: one round trip each, and a bounded time per statement.
+UPSERT_CHUNK = 1000
 
 # The peer list is capped at sink.MAX_PEERS (100) entries.
 UPSERT = """
@@ -44,7 +52,20 @@ ON CONFLICT (key) DO UPDATE SET
                     THEN EXCLUDED.severity ELSE c.severity END,
     as_path = CASE WHEN EXCLUDED.last_seen >= c.last_seen THEN EXCLUDED.as_path
                    ELSE c.as_path END,
-    details = CASE WHEN EXCLUDED.last_seen >= c.last_seen THEN EXCLUDED.details
+    details = CASE WHEN EXCLUDED.tenant_id IS NULL THEN
+                       (CASE WHEN EXCLUDED.last_seen >= c.last_seen THEN EXCLUDED.details
+                             ELSE c.details END)
+                       || jsonb_build_object(
+                           'observations',
+                           coalesce((c.details->>'observations')::bigint, 1)
+                           + coalesce((EXCLUDED.details->>'observations')::bigint, 1),
+                           'origins',
+                           (SELECT coalesce(jsonb_agg(o ORDER BY o), '[]'::jsonb) FROM (
+                               SELECT DISTINCT o FROM jsonb_array_elements(
+                                   coalesce(c.details->'origins', '[]'::jsonb)
+                                   || coalesce(EXCLUDED.details->'origins', '[]'::jsonb)) AS e(o)
+                               ORDER BY o LIMIT $SAMPLE_ORIGINS) AS merged))
+                   WHEN EXCLUDED.last_seen >= c.last_seen THEN EXCLUDED.details
                    ELSE c.details END,
     peers = (SELECT coalesce(array_agg(p ORDER BY p), '{}') FROM (
                  SELECT DISTINCT p FROM unnest(c.peers || EXCLUDED.peers) AS p
@@ -66,13 +87,13 @@ ON CONFLICT (key) DO UPDATE SET
               AND EXCLUDED.last_seen > c.resolved_at) THEN now()
         ELSE c.state_changed_at END,
     updated_at = now()
-"""
+""".replace("$SAMPLE_ORIGINS", str(SAMPLE_ORIGINS))
 
 
 def _row(agg: Aggregate) -> dict[str, Any]:
     c = agg.conflict
     return {
-        "key": c.key,
+        "key": agg.key or c.key,
         "tenant_id": c.tenant_id,
         "type": c.type.value,
         "severity": c.severity.value,
@@ -81,25 +102,27 @@ def _row(agg: Aggregate) -> dict[str, Any]:
         "detail_key": c.detail_key,
         "as_path": c.as_path,
         "monitored_prefix": c.monitored_prefix,
-        "peers": sorted(agg.peers)[:MAX_PEERS],
+        "peers": sorted(agg.peers)[: agg.peer_cap],
         "first_seen": agg.first_seen,
         "last_seen": agg.last_seen,
         "resolved": c.resolved,
-        "details": orjson.dumps(c.details).decode(),
+        "details": orjson.dumps(agg.details()).decode(),
     }
 
 
 async def upsert(conn: asyncpg.Connection, aggregates: Sequence[Aggregate]) -> None:
-    """Store a batch of aggregated observations (one statement, one round trip)."""
+    """Store aggregated observations: statements of at most ``UPSERT_CHUNK`` rows, in key
+    order (two writers locking the same rows always take them in the same order)."""
     if not aggregates:
         return
     # A resolution and an observation of the same key go in order: observation first.
-    ordered = sorted(aggregates, key=lambda a: (a.conflict.key, a.conflict.resolved))
+    ordered = sorted(aggregates, key=lambda a: (a.key or a.conflict.key, a.conflict.resolved))
     opened = [a for a in ordered if not a.conflict.resolved]
     resolved = [a for a in ordered if a.conflict.resolved]
     for group in (opened, resolved):
-        if group:
-            payload = orjson.dumps([_row(a) for a in group]).decode()
+        for start in range(0, len(group), UPSERT_CHUNK):
+            chunk = group[start : start + UPSERT_CHUNK]
+            payload = orjson.dumps([_row(a) for a in chunk]).decode()
             await conn.execute(UPSERT, payload)
 
 

@@ -15,11 +15,14 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import asyncpg
 
 from bgp_orchestrator.errors import ServiceUnavailable
+
+if TYPE_CHECKING:
+    from bgp_orchestrator.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +126,12 @@ class Database:
             raise await self._unavailable(exc) from exc
         return time.perf_counter() - started
 
+    async def __aenter__(self) -> Database:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
     async def close(self) -> None:
         if self._pool is not None:
             pool, self._pool = self._pool, None
@@ -130,3 +139,24 @@ class Database:
                 await asyncio.wait_for(pool.close(), timeout=5)
             except _CONNECTION_ERRORS:
                 pool.terminate()
+
+
+def open_database(settings: Settings) -> Database:
+    """The pool of the configured PostgreSQL, or of the embedded one `bgpo up` runs.
+
+    The one way every process (API, workers, jobs, CLI commands) opens the
+    database: nothing connects until the first query, and the pool's sizes and
+    timeouts come from the settings.
+    """
+    from bgp_orchestrator.local.services import endpoints
+
+    return Database(
+        endpoints(settings).database_url,
+        PoolOptions(
+            min_size=settings.db_pool_min_size,
+            max_size=settings.db_pool_max_size,
+            connect_timeout_s=settings.db_connect_timeout_s,
+            command_timeout_s=settings.db_command_timeout_s,
+            acquire_timeout_s=settings.db_acquire_timeout_s,
+        ),
+    )

@@ -100,11 +100,12 @@ async def lab(
     worker = DetectionWorker(
         settings, db, MemoryCheckpoints(), kafka_bootstrap, name="lab", reference_interval_s=0.5
     )
-    task = asyncio.create_task(worker.run())
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
     try:
         yield settings, client
     finally:
-        worker.stop()
+        stop.set()
         await task
         await client.aclose()
 

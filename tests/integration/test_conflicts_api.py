@@ -281,7 +281,7 @@ async def test_webhooks_receive_matching_events_once_with_retries(
             await conn.execute("UPDATE webhook_deliveries SET next_attempt_at = now()")
         await dispatcher.deliver_due(http)
         await dispatcher.deliver_due(http)  # nothing left: no duplicates
-    assert dispatcher.stats.delivered == 2 and dispatcher.stats.failed_attempts == 1
+    assert dispatcher.counters.delivered == 2 and dispatcher.counters.failed_attempts == 1
     assert len(receiver.requests) == 3
     bodies = [body for _, body in receiver.requests[1:]]
     generic = next(b for b in bodies if "conflict" in b)

@@ -102,34 +102,36 @@ async def test_simulated_incidents_are_all_found_and_nothing_else(
         for chunk in sim.updates():
             await publisher.publish(chunk)
     worker = DetectionWorker(settings, db, MemoryCheckpoints(), kafka_bootstrap, name="w1")
-    task = asyncio.create_task(worker.run())
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
     expected = sim.expected()
 
     async def complete() -> bool:
         if task.done():
             task.result()
         missing, _ = scenario.compare(expected, await stored(db, tenant_ids))
-        return not missing and worker.stats.updates >= publisher.stats.updates
+        return not missing and worker.counters.updates >= publisher.stats.updates
 
     async def why() -> str:
         missing, unexpected = scenario.compare(expected, await stored(db, tenant_ids))
         return (
             f"missing={missing} unexpected={unexpected} "
-            f"published={publisher.stats.updates} stats={worker.stats.as_dict()}"
+            f"published={publisher.stats.updates} stats={worker.stats()}"
         )
 
     try:
         await wait_for(complete, why=why)
     finally:
-        worker.stop()
+        stop.set()
         await task
     missing, unexpected = scenario.compare(expected, await stored(db, tenant_ids))
     assert missing == [] and unexpected == []
-    assert worker.stats.detector_errors == {}
-    # one "opened" event per conflict, and one "resolved" per recovered visibility loss
+    assert worker.stats()["detector_errors"] == {}
+    # one "opened" event per tenant conflict (global observations raise none), and one
+    # "resolved" per recovered visibility loss
     async with db.connection() as conn:
         events = await conn.fetch("SELECT event, count(*) AS n FROM conflict_events GROUP BY 1")
-        total = await conn.fetchval("SELECT count(*) FROM conflicts")
+        total = await conn.fetchval("SELECT count(*) FROM conflicts WHERE tenant_id IS NOT NULL")
     counts = {r["event"]: r["n"] for r in events}
     assert counts["opened"] == total
     assert counts.get("resolved", 0) == sum(1 for e in expected if e.resolved)
@@ -170,7 +172,8 @@ async def test_bad_records_go_to_the_dead_letter_topic_and_the_stream_goes_on(
     finally:
         await producer.stop()
     worker = DetectionWorker(settings, db, MemoryCheckpoints(), kafka_bootstrap, name="w2")
-    task = asyncio.create_task(worker.run())
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
 
     async def hijack_stored() -> bool:
         return any(e.type == "exact-prefix-hijack" for e in await stored(db, tenant_ids))
@@ -178,14 +181,14 @@ async def test_bad_records_go_to_the_dead_letter_topic_and_the_stream_goes_on(
     try:
         await wait_for(hijack_stored, 60)
     finally:
-        worker.stop()
+        stop.set()
         await task
     letters = await read_dead_letters(kafka_bootstrap, settings.kafka_dlq_topic, 2)
     by_code = {letter.code: letter for letter in letters}
     assert set(by_code) == {"malformed-record", "invalid-prefix"}
     assert by_code["malformed-record"].position.endswith("/0@0")
     assert "45.65.12.1/24" in str(by_code["invalid-prefix"].payload)
-    assert worker.stats.dead_letters == {"malformed-record": 1, "invalid-prefix": 1}
+    assert worker.dead.sent == {"malformed-record": 1, "invalid-prefix": 1}
 
 
 async def test_inventory_changes_reach_a_running_detector(
@@ -198,7 +201,8 @@ async def test_inventory_changes_reach_a_running_detector(
     worker = DetectionWorker(
         settings, db, MemoryCheckpoints(), kafka_bootstrap, name="w3", reference_interval_s=0.5
     )
-    task = asyncio.create_task(worker.run())
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
     try:
         await asyncio.wait_for(worker.ready.wait(), 30)
         async with db.connection() as conn:
@@ -233,7 +237,7 @@ async def test_inventory_changes_reach_a_running_detector(
 
         await wait_for(found, 30)
     finally:
-        worker.stop()
+        stop.set()
         await task
 
 

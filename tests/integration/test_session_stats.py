@@ -146,32 +146,34 @@ async def test_windows_become_feature_rows_and_metric_points(
     worker = SessionStatsWorker(
         settings, sink, kafka_bootstrap, name=f"stats-{run}", grace_s=5, clock=clock
     )
-    task = asyncio.create_task(worker.run())
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
 
     def progress(windows: int) -> Any:
         async def check() -> bool:
             if task.done():
                 task.result()
-            return worker.stats.windows_closed >= windows
+            return worker.counters.windows_closed >= windows
 
         return check
 
     async def why() -> str:
-        return str(worker.stats.as_dict())
+        return str(worker.stats())
 
     try:
         # Event time closes windows 0-2 (the stream reached window 3 plus the grace:
         # once caught up, the event clock runs on from the newest update).
         await wait_for(progress(3), 90, why)
-        assert worker.stats.windows_closed == 3, why
+        assert worker.counters.windows_closed == 3, why
         # Then the stream is quiet: the clock closes window 3 and an empty window 4.
         clock.shift = 2 * W
         await wait_for(progress(5), 30, why)
     finally:
-        worker.stop()
+        stop.set()
         await task
 
-    stats = worker.stats
+    worker.stats()  # brings the counters up to date
+    stats = worker.counters
     assert stats.windows_closed == 5 and stats.last_window_start == T0 + 4 * W
     assert stats.updates == len(updates)
     assert stats.duplicate_session_events == 2 * (PARTITIONS - 1)
@@ -260,24 +262,25 @@ async def test_a_restart_skips_the_windows_already_handed_over(
 
     first = SessionStatsWorker(settings, CrashAfterTwo(), kafka_bootstrap, grace_s=5)
     with pytest.raises(Crash):
-        await asyncio.wait_for(first.run(), 90)
-    assert first.stats.windows_closed == 2  # its commit left the records of window 2 unread
+        await asyncio.wait_for(first.run(asyncio.Event()), 90)
+    assert first.counters.windows_closed == 2  # its commit left the records of window 2 unread
 
     sink = MemoryPoints()
     second = SessionStatsWorker(settings, sink, kafka_bootstrap, grace_s=5)
-    task = asyncio.create_task(second.run())
+    stop = asyncio.Event()
+    task = asyncio.create_task(second.run(stop))
 
     async def window_2_done() -> bool:
         if task.done():
             task.result()
-        return second.stats.windows_closed >= 1
+        return second.counters.windows_closed >= 1
 
     try:
         await wait_for(window_2_done, 90)
     finally:
-        second.stop()
+        stop.set()
         await task
-    assert second.stats.skipped_updates > 0
+    assert second.stats()["skipped_updates"] > 0
     assert {p.timestamp for p in sink.points} == {T0 + 3 * W}  # window 2 only
     files = sorted(p.name for p in offline_dir(settings).glob("*.parquet"))
     assert files == sorted(

@@ -24,6 +24,7 @@ def test_project_config_is_valid_for_ray() -> None:
         "peering-api",
         "detector",
         "alerts",
+        "scheduler",
         "predictor",
         "session-stats",
     ]

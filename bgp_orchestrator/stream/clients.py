@@ -13,12 +13,12 @@ from typing import Any
 MAX_PARTITION_FETCH_BYTES = 8 * 1024 * 1024
 
 
-def update_stream_clients(
+def update_stream_consumer(
     bootstrap: str, group: str, client_id: str, **consumer_options: Any
-) -> tuple[Any, Any]:
-    """An (unstarted) ``AIOKafkaConsumer`` of the update stream and a producer for
-    dead letters; ``consumer_options`` override the consumer's settings."""
-    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+) -> Any:
+    """An (unstarted) ``AIOKafkaConsumer`` of the update stream; ``consumer_options``
+    override its settings."""
+    from aiokafka import AIOKafkaConsumer
 
     options: dict[str, Any] = {
         "bootstrap_servers": bootstrap,
@@ -29,4 +29,12 @@ def update_stream_clients(
         "max_partition_fetch_bytes": MAX_PARTITION_FETCH_BYTES,
         **consumer_options,
     }
-    return AIOKafkaConsumer(**options), AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+    return AIOKafkaConsumer(**options)
+
+
+def dead_letter_producer(bootstrap: str) -> Any:
+    """An (unstarted) producer for the dead-letter topic: every send acknowledged by all
+    in-sync replicas before the records it describes are committed."""
+    from aiokafka import AIOKafkaProducer
+
+    return AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks="all")
