@@ -135,7 +135,8 @@ def status() -> None:
     components = _run(lambda: lifecycle.status(settings))
     table = Table("component", "state", "detail")
     for c in components:
-        table.add_row(c.name, "[green]ok[/]" if c.ok else "[red]down[/]", c.detail)
+        state = c.state or ("ok" if c.ok else "down")
+        table.add_row(c.name, f"[green]{state}[/]" if c.ok else f"[red]{state}[/]", c.detail)
     console.print(table)
     if not all(c.ok for c in components):
         raise typer.Exit(1)

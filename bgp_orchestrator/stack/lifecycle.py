@@ -247,6 +247,46 @@ class Component:
     name: str
     ok: bool
     detail: str
+    #: what to show instead of ok/down (e.g. "stalled")
+    state: str | None = None
+
+
+async def _consumer_groups(settings: Settings, ep: Endpoints) -> list[Component]:
+    """Lag and progress of the detectors' and the session stats' consumer groups."""
+    import redis.asyncio as aioredis
+
+    from bgp_orchestrator.stream.lag import group_lag
+    from bgp_orchestrator.stream.progress import ProgressStore
+
+    client = aioredis.from_url(ep.redis_url, socket_timeout=3.0, socket_connect_timeout=3.0)
+    out = []
+    try:
+        for label, group in (
+            ("detectors", settings.detector_group),
+            ("session stats", settings.session_stats_group),
+        ):
+            name = f"{label} ({group})"
+            try:
+                lag = await asyncio.wait_for(
+                    group_lag(
+                        ep.kafka_bootstrap_servers,
+                        settings.kafka_topic,
+                        group,
+                        ProgressStore(client, group, settings.kafka_topic),
+                        settings.stall_after_s,
+                    ),
+                    timeout=10.0,
+                )
+            except Exception as exc:  # a status, never a crash
+                out.append(Component(name, False, f"cannot read its progress: {exc}"))
+                continue
+            stalled = lag.stalled()
+            out.append(
+                Component(name, not stalled, lag.describe(), "stalled" if stalled else None)
+            )
+    finally:
+        await client.aclose()
+    return out
 
 
 def status(settings: Settings) -> list[Component]:
@@ -306,5 +346,7 @@ def status(settings: Settings) -> list[Component]:
             out.append(Component(f"serve app {name}", state == "RUNNING", str(state)))
     except ServiceUnavailable as exc:
         out.append(Component("ray dashboard", False, exc.message))
+    if kf.ok and rd.ok:
+        out.extend(asyncio.run(_consumer_groups(settings, ep)))
     out.append(Component("api", api.ok, api.detail))
     return out
