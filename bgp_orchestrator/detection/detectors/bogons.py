@@ -42,17 +42,16 @@ def bogon_prefix_announced(
             continue
         for tenant_id, severity in _scopes(p, ref).items():
             yield Conflict(
-                ConflictType.BOGON_PREFIX,
-                severity,
-                tenant_id,
-                u.prefix,
-                p.origins[0] if len(p.origins) == 1 else None,
-                path_text(u.as_path),
-                u.peer_key,
-                u.timestamp,
-                block,
-                None,
-                {"bogon_block": block},
+                type=ConflictType.BOGON_PREFIX,
+                severity=severity,
+                tenant_id=tenant_id,
+                prefix=u.prefix,
+                origin_asn=p.origins[0] if len(p.origins) == 1 else None,
+                as_path=path_text(u.as_path),
+                peer=u.peer_key,
+                seen_at=u.timestamp,
+                detail_key=block,
+                details={"bogon_block": block},
             )
 
 
@@ -71,16 +70,15 @@ def bogon_asn_in_path(
                 continue
             for tenant_id, severity in _scopes(p, ref).items():
                 yield Conflict(
-                    ConflictType.BOGON_ASN,
-                    severity,
-                    tenant_id,
-                    u.prefix,
-                    p.origins[0] if len(p.origins) == 1 else None,
-                    path_text(u.as_path),
-                    u.peer_key,
-                    u.timestamp,
-                    str(asn),
-                    None,
-                    {"bogon_asn": asn, "reason": reason},
+                    type=ConflictType.BOGON_ASN,
+                    severity=severity,
+                    tenant_id=tenant_id,
+                    prefix=u.prefix,
+                    origin_asn=p.origins[0] if len(p.origins) == 1 else None,
+                    as_path=path_text(u.as_path),
+                    peer=u.peer_key,
+                    seen_at=u.timestamp,
+                    detail_key=str(asn),
+                    details={"bogon_asn": asn, "reason": reason},
                 )
             break  # one observation per route is enough

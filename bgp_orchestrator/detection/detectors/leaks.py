@@ -131,17 +131,16 @@ def route_leak(batch: list[Prepared], ref: Reference, state: DetectorState) -> I
             scopes[None] = Severity.INFO
         for tenant_id, severity in scopes.items():
             yield Conflict(
-                ConflictType.ROUTE_LEAK,
-                severity,
-                tenant_id,
-                u.prefix,
-                p.origins[0] if len(p.origins) == 1 else None,
-                path_text(u.as_path),
-                u.peer_key,
-                u.timestamp,
-                leak.link,
-                None,
-                {
+                type=ConflictType.ROUTE_LEAK,
+                severity=severity,
+                tenant_id=tenant_id,
+                prefix=u.prefix,
+                origin_asn=p.origins[0] if len(p.origins) == 1 else None,
+                as_path=path_text(u.as_path),
+                peer=u.peer_key,
+                seen_at=u.timestamp,
+                detail_key=leak.link,
+                details={
                     "leaker": leak.leaker,
                     "received_from": leak.received_from,
                     "sent_to": leak.sent_to,
@@ -173,17 +172,17 @@ def no_export_violation(
                 continue
             violator = outsiders[-1]
             yield Conflict(
-                ConflictType.NO_EXPORT,
-                Severity.MEDIUM,
-                m.tenant_id,
-                u.prefix,
-                p.origins[0] if len(p.origins) == 1 else None,
-                path_text(u.as_path),
-                u.peer_key,
-                u.timestamp,
-                str(violator),
-                m.prefix,
-                {
+                type=ConflictType.NO_EXPORT,
+                severity=Severity.MEDIUM,
+                tenant_id=m.tenant_id,
+                prefix=u.prefix,
+                origin_asn=p.origins[0] if len(p.origins) == 1 else None,
+                as_path=path_text(u.as_path),
+                peer=u.peer_key,
+                seen_at=u.timestamp,
+                detail_key=str(violator),
+                monitored_prefix=m.prefix,
+                details={
                     "violator": violator,
                     "community": "65535:65281 (NO_EXPORT)",
                     "explanation": f"AS{violator} received the route with NO_EXPORT and "

@@ -40,15 +40,14 @@ def moas(batch: list[Prepared], ref: Reference, state: DetectorState) -> Iterato
             scopes[None] = Severity.INFO
         for tenant_id, severity in scopes.items():
             yield Conflict(
-                ConflictType.MOAS,
-                severity,
-                tenant_id,
-                u.prefix,
-                origin,
-                path_text(u.as_path),
-                u.peer_key,
-                u.timestamp,
-                ",".join(map(str, all_origins)),
-                None,
-                {"origins": all_origins, "new_origin": origin},
+                type=ConflictType.MOAS,
+                severity=severity,
+                tenant_id=tenant_id,
+                prefix=u.prefix,
+                origin_asn=origin,
+                as_path=path_text(u.as_path),
+                peer=u.peer_key,
+                seen_at=u.timestamp,
+                detail_key=",".join(map(str, all_origins)),
+                details={"origins": all_origins, "new_origin": origin},
             )

@@ -52,17 +52,16 @@ def rpki_invalid(batch: list[Prepared], ref: Reference, state: DetectorState) ->
         ][:20]
         for tenant_id, severity in scopes.items():
             yield Conflict(
-                ConflictType.RPKI_INVALID,
-                severity,
-                tenant_id,
-                u.prefix,
-                origin,
-                path_text(u.as_path),
-                u.peer_key,
-                u.timestamp,
-                result,
-                None,
-                {
+                type=ConflictType.RPKI_INVALID,
+                severity=severity,
+                tenant_id=tenant_id,
+                prefix=u.prefix,
+                origin_asn=origin,
+                as_path=path_text(u.as_path),
+                peer=u.peer_key,
+                seen_at=u.timestamp,
+                detail_key=result,
+                details={
                     "rov_state": result,
                     "covering_vrps": covering,
                     "accepted_by_tenant_router": tenant_id is not None
