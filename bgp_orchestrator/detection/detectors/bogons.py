@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from bgp_orchestrator.bgp.update import flat_asns, path_text
 from bgp_orchestrator.detection.batch import ANNOUNCE, Prepared
 from bgp_orchestrator.detection.conflict import Conflict, ConflictType, Severity
+from bgp_orchestrator.detection.detectors.scopes import Scopes, tenant_scopes
 from bgp_orchestrator.detection.reference import Reference
 from bgp_orchestrator.detection.state import DetectorState
 from bgp_orchestrator.reference.bogons import bogon_asn, bogon_prefix
@@ -15,15 +16,16 @@ from bgp_orchestrator.reference.bogons import bogon_asn, bogon_prefix
 _V4_BOGON_OCTETS = frozenset({0, 10, 100, 127, 169, 172, 192, 198, 203, *range(224, 256)})
 
 
-def _scopes(p: Prepared, ref: Reference) -> dict[int | None, Severity]:
-    scopes: dict[int | None, Severity] = {}
-    for m in p.covering:
-        scopes[m.tenant_id] = Severity.HIGH
-    for tenant_id in ref.asn_tenants.get(p.u.peer_asn, ()):
-        scopes.setdefault(tenant_id, Severity.MEDIUM)
-    if not scopes and ref.settings.global_observations:
-        scopes[None] = Severity.INFO
-    return scopes
+def _scopes(p: Prepared, ref: Reference) -> Scopes:
+    """A tenant's prefix (high), a route its router accepted (medium), else global."""
+    return tenant_scopes(
+        p,
+        ref,
+        own_prefix=Severity.HIGH,
+        involved=Severity.MEDIUM,
+        involved_asn=p.u.peer_asn,
+        global_scope=ref.settings.global_observations,
+    )
 
 
 def bogon_prefix_announced(

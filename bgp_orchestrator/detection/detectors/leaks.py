@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from bgp_orchestrator.bgp.update import NO_EXPORT, path_text
 from bgp_orchestrator.detection.batch import ANNOUNCE, Prepared
 from bgp_orchestrator.detection.conflict import Conflict, ConflictType, Severity
+from bgp_orchestrator.detection.detectors.scopes import tenant_scopes
 from bgp_orchestrator.detection.reference import Reference
 from bgp_orchestrator.detection.state import DetectorState
 from bgp_orchestrator.reference.asrel import Rel, Relationships
@@ -108,7 +109,6 @@ def route_leak(batch: list[Prepared], ref: Reference, state: DetectorState) -> I
     if judge is None:
         return
     global_scope = ref.settings.leak_scope == "global"
-    asn_tenants = ref.asn_tenants
     for p in batch:
         u = p.u
         if u.kind != ANNOUNCE or len(p.path) < 3:
@@ -120,15 +120,14 @@ def route_leak(batch: list[Prepared], ref: Reference, state: DetectorState) -> I
         leak = judge.judge(p.path)  # type: ignore[arg-type]
         if leak is None:
             continue
-        scopes: dict[int | None, Severity] = {}
-        for m in p.covering:
-            scopes[m.tenant_id] = Severity.HIGH
-        for leaking in asn_tenants.get(leak.leaker, ()):
-            scopes[leaking] = Severity.CRITICAL  # the tenant itself leaked
-        if not scopes:
-            if not global_scope:
-                continue
-            scopes[None] = Severity.INFO
+        scopes = tenant_scopes(
+            p,
+            ref,
+            own_prefix=Severity.HIGH,
+            involved=Severity.CRITICAL,  # the tenant itself leaked
+            involved_asn=leak.leaker,
+            global_scope=global_scope,
+        )
         for tenant_id, severity in scopes.items():
             yield Conflict(
                 type=ConflictType.ROUTE_LEAK,

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from bgp_orchestrator.bgp.update import path_text
 from bgp_orchestrator.detection.batch import ANNOUNCE, Prepared
 from bgp_orchestrator.detection.conflict import Conflict, ConflictType, Severity
+from bgp_orchestrator.detection.detectors.scopes import tenant_scopes
 from bgp_orchestrator.detection.reference import Reference
 from bgp_orchestrator.detection.state import DetectorState
 
@@ -32,12 +33,9 @@ def moas(batch: list[Prepared], ref: Reference, state: DetectorState) -> Iterato
         if not others:
             continue
         all_origins = sorted({*others, origin})
-        tenants = {m.tenant_id for m in p.covering}
-        scopes: dict[int | None, Severity] = {t: Severity.LOW for t in tenants}
-        if not scopes:
-            if not ref.settings.global_observations:
-                continue
-            scopes[None] = Severity.INFO
+        scopes = tenant_scopes(
+            p, ref, own_prefix=Severity.LOW, global_scope=ref.settings.global_observations
+        )
         for tenant_id, severity in scopes.items():
             yield Conflict(
                 type=ConflictType.MOAS,
