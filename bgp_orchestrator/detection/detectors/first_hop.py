@@ -18,7 +18,7 @@ def illegal_first_hop(
         if not p.covering or p.u.kind != ANNOUNCE or len(p.path) < 2:
             continue
         for m in p.owners().values():
-            if not m.announced or not any(o in m.origins for o in p.origins):
+            if not m.announced or m.origins.isdisjoint(p.origins):
                 continue  # other detectors judge unauthorised origins
             tenant = ref.tenants.get(m.tenant_id)
             if tenant is None:
