@@ -9,7 +9,7 @@ so the detector is bounded on every axis:
   seen ones within the window, in ``state.origins`` (prefix -> {origin: last
   seen}, the shape checkpoints store). Origins older than the window are
   dropped when their prefix gets a new origin, and every prefix once per
-  window of stream time (:func:`sweep`), so a prefix nobody re-announces does
+  window of stream time (:func:`_sweep`), so a prefix nobody re-announces does
   not hold memory for ever. An origin older than the window counts as absent:
   when it comes back while another origin is present, that is a MOAS again.
 * **Work**: an announcement by a known origin is one dictionary update; a new
@@ -54,7 +54,7 @@ def moas(batch: list[Prepared], ref: Reference, state: DetectorState) -> Iterato
             continue
         now = u.timestamp
         if now >= state.moas_next_sweep or now < state.moas_next_sweep - 2 * every:
-            sweep(origins, now, window)  # also when the stream went back in time
+            _sweep(origins, now, window)  # also when the stream went back in time
             state.moas_next_sweep = now + every
         origin = p.origins[0]
         seen = origins.get(u.prefix)
@@ -108,7 +108,7 @@ def _admit(seen: dict[int, float], origin: int, now: float, window: float) -> No
     seen[origin] = now
 
 
-def sweep(origins: dict[str, dict[int, float]], now: float, window: float) -> None:
+def _sweep(origins: dict[str, dict[int, float]], now: float, window: float) -> None:
     """Drop every origin last seen more than ``window`` before ``now``, and prefixes left
     without one: O(state), run once per window of stream time, so O(1) per update."""
     for prefix in list(origins):
