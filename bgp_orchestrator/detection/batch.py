@@ -69,9 +69,14 @@ def prepare(
                 tail = path[-1]
                 origins = tail if isinstance(tail, tuple) else (tail,)
                 if asn_tenants:
+                    # A list, not tuple concatenation: a path with a tenant's ASN a
+                    # thousand times in it must cost a thousand steps, not a million.
+                    found: list[int] = []
                     for element in path:
                         if isinstance(element, int) and element in asn_tenants:
-                            transit = (*transit, *asn_tenants[element])
+                            found.extend(asn_tenants[element])
+                    if found:
+                        transit = tuple(dict.fromkeys(found))
             out.append(
                 Prepared(u, net, origins, path, covering(net) if has_monitored else [], transit)
             )

@@ -32,9 +32,13 @@ class Severity(StrEnum):
 SEVERITY_RANK = {s: i for i, s in enumerate(Severity)}
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, kw_only=True)
 class Conflict:
-    """One observation of a conflict; observations with the same ``key`` are one conflict."""
+    """One observation of a conflict; observations with the same ``key`` are one conflict.
+
+    Keyword-only: twelve fields, several of the same type (``prefix`` and
+    ``monitored_prefix``, ``as_path`` and ``peer``), are too easy to swap by position.
+    """
 
     type: ConflictType
     severity: Severity

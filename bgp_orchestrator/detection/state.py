@@ -14,8 +14,12 @@ class Visibility:
 
 @dataclass
 class DetectorState:
-    #: prefix -> {origin ASN: last seen}
+    #: prefix -> {origin ASN: last seen}; at most ``moas.MAX_ORIGINS`` per prefix, those
+    #: seen within the MOAS window (checkpoints store it as it is)
     origins: dict[str, dict[int, float]] = field(default_factory=dict)
+    #: stream time of the next sweep of expired origins (not checkpointed: a restored
+    #: state is swept at its first announcement)
+    moas_next_sweep: float = 0.0
     #: monitored prefix -> which peers carry it
     visibility: dict[str, Visibility] = field(default_factory=dict)
     #: (prefix, origin) -> RPKI state, for the reference version in ``rov_version``

@@ -28,6 +28,10 @@ class ModelCheckError(BgpoError):
 
     def __init__(self, message: str, path: Path | None = None) -> None:
         super().__init__("model-check-failed", message, "model", str(path) if path else None)
+        # Exceptions pickle as ``type(*args)`` plus their ``__dict__``: ``args`` must be
+        # this constructor's arguments, not the root's five, or the copy Ray makes on
+        # the other side of an actor call fails to build (TypeError).
+        self.args = (message, path)
 
 
 def export(booster: xgboost.Booster, path: Path) -> Path:
@@ -68,7 +72,8 @@ class OnnxFlapModel:
         if len(inputs) != 1 or inputs[0].shape[-1] != len(FEATURES):
             raise ModelCheckError(
                 f"model file {path} expects {inputs[0].shape if inputs else 'no'} inputs, "
-                f"not the {len(FEATURES)} flap features"
+                f"not the {len(FEATURES)} flap features",
+                path,
             )
         self._input = inputs[0].name
         outputs = [o.name for o in self._session.get_outputs()]

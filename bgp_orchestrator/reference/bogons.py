@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from bisect import bisect_right
+from functools import cache
+
 from bgp_orchestrator.bgp.prefix import Net, parse_net, truncate
 
 # IPv4 special-purpose address registry (RFC 6890 and updates) plus 0/8,
@@ -60,6 +63,22 @@ def bogon_prefix(net: Net) -> str | None:
     return None
 
 
+@cache
+def v4_bogon_first_octets() -> frozenset[int]:
+    """First octets of the addresses inside any IPv4 bogon block.
+
+    An IPv4 prefix of /8 or longer lies inside one /8, so if that /8's octet is
+    not in this set no bogon block covers it: the detectors' fast path, derived
+    from :data:`IPV4_BOGONS` (computed at first use).
+    """
+    octets: set[int] = set()
+    for block in _V4:
+        first = block.value >> 24
+        last = (block.value | ((1 << (32 - block.length)) - 1)) >> 24
+        octets.update(range(first, last + 1))
+    return frozenset(octets)
+
+
 # (first, last, reason) of the reserved and special-purpose ASN ranges.
 BOGON_ASN_RANGES = (
     (0, 0, "AS0 is reserved (RFC 7607)"),
@@ -74,9 +93,31 @@ BOGON_ASN_RANGES = (
 )
 
 
+#: (firsts, lasts) of the merged bogon ASN ranges, both sorted.
+AsnSpans = tuple[tuple[int, ...], tuple[int, ...]]
+
+
+@cache
+def bogon_asn_spans() -> AsnSpans:
+    """:data:`BOGON_ASN_RANGES` merged where they touch or overlap: (firsts, lasts), sorted.
+
+    An ASN is a bogon exactly when it lies in one span, so ``bisect`` over the
+    firsts decides it in one step (computed at first use).
+    """
+    spans: list[list[int]] = []
+    for first, last, _ in sorted(BOGON_ASN_RANGES):
+        if spans and first <= spans[-1][1] + 1:
+            spans[-1][1] = max(spans[-1][1], last)
+        else:
+            spans.append([first, last])
+    return tuple(s[0] for s in spans), tuple(s[1] for s in spans)
+
+
 def bogon_asn(asn: int) -> str | None:
     """Why ``asn`` must not appear in a public AS path, or None."""
-    if 0 < asn < 23456 or 23456 < asn < 64496 or 131071 < asn < 4200000000:
+    firsts, lasts = bogon_asn_spans()
+    i = bisect_right(firsts, asn)
+    if not i or asn > lasts[i - 1]:
         return None
     for first, last, reason in BOGON_ASN_RANGES:
         if first <= asn <= last:

@@ -35,18 +35,17 @@ def conflict(
     detail: str = "",
 ) -> Conflict:
     return Conflict(
-        kind,
-        severity,
-        tenant_id,
-        prefix,
-        origin,
-        f"3356 {origin}",
-        peer,
-        seen,
-        detail,
-        None,
-        {"reason": "test"},
-        resolved,
+        type=kind,
+        severity=severity,
+        tenant_id=tenant_id,
+        prefix=prefix,
+        origin_asn=origin,
+        as_path=f"3356 {origin}",
+        peer=peer,
+        seen_at=seen,
+        detail_key=detail,
+        details={"reason": "test"},
+        resolved=resolved,
     )
 
 

@@ -18,7 +18,7 @@ def illegal_first_hop(
         if not p.covering or p.u.kind != ANNOUNCE or len(p.path) < 2:
             continue
         for m in p.owners().values():
-            if not m.announced or not any(o in m.origins for o in p.origins):
+            if not m.announced or m.origins.isdisjoint(p.origins):
                 continue  # other detectors judge unauthorised origins
             tenant = ref.tenants.get(m.tenant_id)
             if tenant is None:
@@ -38,17 +38,17 @@ def illegal_first_hop(
                 continue
             u = p.u
             yield Conflict(
-                ConflictType.ILLEGAL_FIRST_HOP,
-                Severity.HIGH,
-                m.tenant_id,
-                u.prefix,
-                p.origins[0] if len(p.origins) == 1 else None,
-                path_text(u.as_path),
-                u.peer_key,
-                u.timestamp,
-                str(first),
-                m.prefix,
-                {
+                type=ConflictType.ILLEGAL_FIRST_HOP,
+                severity=Severity.HIGH,
+                tenant_id=m.tenant_id,
+                prefix=u.prefix,
+                origin_asn=p.origins[0] if len(p.origins) == 1 else None,
+                as_path=path_text(u.as_path),
+                peer=u.peer_key,
+                seen_at=u.timestamp,
+                detail_key=str(first),
+                monitored_prefix=m.prefix,
+                details={
                     "first_hop": first,
                     "configured_neighbours": sorted(carriers),
                     "reason": f"AS{first} is not a configured upstream or peer of the origin",

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from bgp_orchestrator.bgp.update import NO_EXPORT, path_text
 from bgp_orchestrator.detection.batch import ANNOUNCE, Prepared
 from bgp_orchestrator.detection.conflict import Conflict, ConflictType, Severity
+from bgp_orchestrator.detection.detectors.scopes import tenant_scopes
 from bgp_orchestrator.detection.reference import Reference
 from bgp_orchestrator.detection.state import DetectorState
 from bgp_orchestrator.reference.asrel import Rel, Relationships
@@ -108,7 +109,6 @@ def route_leak(batch: list[Prepared], ref: Reference, state: DetectorState) -> I
     if judge is None:
         return
     global_scope = ref.settings.leak_scope == "global"
-    asn_tenants = ref.asn_tenants
     for p in batch:
         u = p.u
         if u.kind != ANNOUNCE or len(p.path) < 3:
@@ -120,28 +120,26 @@ def route_leak(batch: list[Prepared], ref: Reference, state: DetectorState) -> I
         leak = judge.judge(p.path)  # type: ignore[arg-type]
         if leak is None:
             continue
-        scopes: dict[int | None, Severity] = {}
-        for m in p.covering:
-            scopes[m.tenant_id] = Severity.HIGH
-        for leaking in asn_tenants.get(leak.leaker, ()):
-            scopes[leaking] = Severity.CRITICAL  # the tenant itself leaked
-        if not scopes:
-            if not global_scope:
-                continue
-            scopes[None] = Severity.INFO
+        scopes = tenant_scopes(
+            p,
+            ref,
+            own_prefix=Severity.HIGH,
+            involved=Severity.CRITICAL,  # the tenant itself leaked
+            involved_asn=leak.leaker,
+            global_scope=global_scope,
+        )
         for tenant_id, severity in scopes.items():
             yield Conflict(
-                ConflictType.ROUTE_LEAK,
-                severity,
-                tenant_id,
-                u.prefix,
-                p.origins[0] if len(p.origins) == 1 else None,
-                path_text(u.as_path),
-                u.peer_key,
-                u.timestamp,
-                leak.link,
-                None,
-                {
+                type=ConflictType.ROUTE_LEAK,
+                severity=severity,
+                tenant_id=tenant_id,
+                prefix=u.prefix,
+                origin_asn=p.origins[0] if len(p.origins) == 1 else None,
+                as_path=path_text(u.as_path),
+                peer=u.peer_key,
+                seen_at=u.timestamp,
+                detail_key=leak.link,
+                details={
                     "leaker": leak.leaker,
                     "received_from": leak.received_from,
                     "sent_to": leak.sent_to,
@@ -173,17 +171,17 @@ def no_export_violation(
                 continue
             violator = outsiders[-1]
             yield Conflict(
-                ConflictType.NO_EXPORT,
-                Severity.MEDIUM,
-                m.tenant_id,
-                u.prefix,
-                p.origins[0] if len(p.origins) == 1 else None,
-                path_text(u.as_path),
-                u.peer_key,
-                u.timestamp,
-                str(violator),
-                m.prefix,
-                {
+                type=ConflictType.NO_EXPORT,
+                severity=Severity.MEDIUM,
+                tenant_id=m.tenant_id,
+                prefix=u.prefix,
+                origin_asn=p.origins[0] if len(p.origins) == 1 else None,
+                as_path=path_text(u.as_path),
+                peer=u.peer_key,
+                seen_at=u.timestamp,
+                detail_key=str(violator),
+                monitored_prefix=m.prefix,
+                details={
                     "violator": violator,
                     "community": "65535:65281 (NO_EXPORT)",
                     "explanation": f"AS{violator} received the route with NO_EXPORT and "

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from bgp_orchestrator.bgp.update import path_text
 from bgp_orchestrator.detection.batch import ANNOUNCE, Prepared
 from bgp_orchestrator.detection.conflict import Conflict, ConflictType, Severity
+from bgp_orchestrator.detection.detectors.scopes import tenant_scopes
 from bgp_orchestrator.detection.reference import Reference
 from bgp_orchestrator.detection.state import DetectorState
 from bgp_orchestrator.reference.vrps import RovState
@@ -22,7 +23,6 @@ def rpki_invalid(batch: list[Prepared], ref: Reference, state: DetectorState) ->
     if vrps is None or not len(vrps):
         return
     cache = state.rov_cache_for(ref.version)
-    asn_tenants = ref.asn_tenants
     global_obs = ref.settings.global_observations
     for p in batch:
         u = p.u
@@ -37,32 +37,32 @@ def rpki_invalid(batch: list[Prepared], ref: Reference, state: DetectorState) ->
             cache[key] = result
         if result in (VALID, NOT_FOUND):
             continue
-        scopes: dict[int | None, Severity] = {}
-        for m in p.covering:
-            scopes[m.tenant_id] = Severity.HIGH
-        for accepting in asn_tenants.get(u.peer_asn, ()):
-            scopes.setdefault(accepting, Severity.MEDIUM)
+        scopes = tenant_scopes(
+            p,
+            ref,
+            own_prefix=Severity.HIGH,
+            involved=Severity.MEDIUM,
+            involved_asn=u.peer_asn,
+            global_scope=global_obs,
+        )
         if not scopes:
-            if not global_obs:
-                continue
-            scopes[None] = Severity.INFO
+            continue
         covering = [
             {"asn": asn, "max_length": max_length}
             for asn, max_length in vrps.covering(p.net)  # type: ignore[arg-type]
         ][:20]
         for tenant_id, severity in scopes.items():
             yield Conflict(
-                ConflictType.RPKI_INVALID,
-                severity,
-                tenant_id,
-                u.prefix,
-                origin,
-                path_text(u.as_path),
-                u.peer_key,
-                u.timestamp,
-                result,
-                None,
-                {
+                type=ConflictType.RPKI_INVALID,
+                severity=severity,
+                tenant_id=tenant_id,
+                prefix=u.prefix,
+                origin_asn=origin,
+                as_path=path_text(u.as_path),
+                peer=u.peer_key,
+                seen_at=u.timestamp,
+                detail_key=result,
+                details={
                     "rov_state": result,
                     "covering_vrps": covering,
                     "accepted_by_tenant_router": tenant_id is not None

@@ -14,22 +14,21 @@ from bgp_orchestrator.detection.state import DetectorState, Visibility
 def _conflict(m: Monitored, vis: Visibility, peer: str, ts: float, resolved: bool) -> Conflict:
     carrying = len(vis.carrying)
     return Conflict(
-        ConflictType.VISIBILITY_LOSS,
-        Severity.HIGH,
-        m.tenant_id,
-        m.prefix,
-        None,
-        "",
-        peer,
-        ts,
-        "",
-        m.prefix,
-        {
+        type=ConflictType.VISIBILITY_LOSS,
+        severity=Severity.HIGH,
+        tenant_id=m.tenant_id,
+        prefix=m.prefix,
+        origin_asn=None,
+        as_path="",
+        peer=peer,
+        seen_at=ts,
+        monitored_prefix=m.prefix,
+        details={
             "peers_carrying": carrying,
             "peers_at_peak": vis.peak,
             "withdrawn_share": round(1 - carrying / vis.peak, 3) if vis.peak else 0.0,
         },
-        resolved,
+        resolved=resolved,
     )
 
 
