@@ -34,9 +34,8 @@ from bgp_orchestrator.anomaly import repository
 from bgp_orchestrator.anomaly.engines import DEFAULT_MODEL, ENGINES, MODELS, FitParams
 from bgp_orchestrator.anomaly.series import BUCKETS, METRICS, bucket_of
 from bgp_orchestrator.anomaly.tuning import SEARCH_SPACE, score, with_config
-from bgp_orchestrator.local.services import endpoints
 from bgp_orchestrator.settings import Settings
-from bgp_orchestrator.storage.database import asyncpg_dsn
+from bgp_orchestrator.storage.database import open_database
 
 console = Console(stderr=True)
 
@@ -64,8 +63,6 @@ class FitChunk:
     """Ray Data worker: read a chunk of sessions, fit, store; returns counts."""
 
     def __init__(self, params: dict[str, Any], window: Window, metrics: list[str], bands: int):
-        import asyncpg
-
         from bgp_orchestrator.anomaly.store import open_metric_store
 
         self.params = FitParams(**params)
@@ -75,9 +72,7 @@ class FitChunk:
         self.loop = asyncio.new_event_loop()
         settings = Settings()
         self.store = open_metric_store(settings)
-        self.conn = self.loop.run_until_complete(
-            asyncpg.connect(asyncpg_dsn(endpoints(settings).database_url))
-        )
+        self.db = open_database(settings)
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list[Any]]:
         return self.loop.run_until_complete(self._run(batch))
@@ -99,9 +94,10 @@ class FitChunk:
             result = await asyncio.to_thread(
                 fit_frame, frame, self.params, since=self.window.since, band_points=self.bands
             )
-            stored = await repository.store(
-                self.conn, result.anomalies, engine=self.params.engine, run_id=int(run_id)
-            )
+            async with self.db.connection() as conn:
+                stored = await repository.store(
+                    conn, result.anomalies, engine=self.params.engine, run_id=int(run_id)
+                )
             if result.bands:
                 await self.store.write(result.bands)
             out["series"].append(result.fitted + len(result.skipped))
@@ -155,15 +151,10 @@ def tune_params(
 
 
 async def _db(settings: Settings, action: str, **kwargs: Any) -> Any:
-    import asyncpg
-
-    conn = await asyncpg.connect(asyncpg_dsn(endpoints(settings).database_url))
-    try:
+    async with open_database(settings) as db, db.connection() as conn:
         if action == "start":
             return await repository.start_run(conn, **kwargs)
         return await repository.finish_run(conn, **kwargs)
-    finally:
-        await conn.close()
 
 
 def run(

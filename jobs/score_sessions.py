@@ -23,13 +23,12 @@ from bgp_orchestrator.flaps import registry
 from bgp_orchestrator.flaps.predictor import SESSIONS_KEY
 from bgp_orchestrator.local.services import endpoints
 from bgp_orchestrator.settings import Settings
-from bgp_orchestrator.storage.database import asyncpg_dsn
+from bgp_orchestrator.storage.database import open_database
 
 console = Console(stderr=True)
 
 
 async def score(settings: Settings, batch: int, concurrency: int) -> dict[str, Any]:
-    import asyncpg
     import redis.asyncio as aioredis
     from ray import serve
 
@@ -65,12 +64,9 @@ async def score(settings: Settings, batch: int, concurrency: int) -> dict[str, A
         by_version.setdefault(r["model_version"], []).append(
             (r["session_id"], r["probability"], None)
         )
-    conn = await asyncpg.connect(asyncpg_dsn(ep.database_url))
-    try:
+    async with open_database(settings) as db, db.transaction() as conn:
         for version, rows in by_version.items():
             await registry.write_predictions(conn, version, rows)
-    finally:
-        await conn.close()
     return {
         "sessions": len(sessions),
         "scored": len(scored),

@@ -29,7 +29,6 @@ from bgp_orchestrator.flaps.feature_store import offline_dir
 from bgp_orchestrator.flaps.features import ENTITY, FEATURES, LABEL, TIMESTAMP
 from bgp_orchestrator.flaps.release import Release, format_report, release
 from bgp_orchestrator.flaps.training import DEFAULT_PARAMS, DEFAULT_ROUNDS, Split, time_split
-from bgp_orchestrator.local.services import endpoints
 from bgp_orchestrator.settings import Settings
 
 log = logging.getLogger("jobs.train_flap_model")
@@ -291,12 +290,11 @@ def run(settings: Settings, options: Options) -> Release:
     test = data.test_rows()
     log.info("read %d test rows in %.1f s", len(test), time.perf_counter() - phase)
     phase = time.perf_counter()
-    dsn = endpoints(settings).database_url
     released = asyncio.run(
         release(
             booster,
             test,
-            dsn=dsn,
+            settings=settings,
             model_store=settings.model_store_uri,
             params={**params, "rounds": options.rounds, "tuned": options.tune},
             data_from=split.first.to_pydatetime(),

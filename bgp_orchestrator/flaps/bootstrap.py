@@ -32,16 +32,11 @@ STARTER_WINDOWS = 48
 STARTER_ROUNDS = 60
 
 
-async def _has_model(dsn: str) -> bool:
-    import asyncpg
+async def _has_model(settings: Settings) -> bool:
+    from bgp_orchestrator.storage.database import open_database
 
-    from bgp_orchestrator.storage.database import asyncpg_dsn
-
-    conn = await asyncpg.connect(asyncpg_dsn(dsn))
-    try:
+    async with open_database(settings) as db, db.connection() as conn:
         return await registry.count(conn) > 0
-    finally:
-        await conn.close()
 
 
 def starter_simulation(settings: Settings, now: datetime | None = None) -> SessionSimulation:
@@ -57,7 +52,7 @@ def starter_simulation(settings: Settings, now: datetime | None = None) -> Sessi
     )
 
 
-def train_starter(settings: Settings, dsn: str) -> registry.ModelRecord:
+def train_starter(settings: Settings) -> registry.ModelRecord:
     import xgboost
 
     spec = LabelSpec(settings.flap_window_s, settings.flap_horizon_s, settings.flap_withdraw_share)
@@ -77,7 +72,7 @@ def train_starter(settings: Settings, dsn: str) -> registry.ModelRecord:
         release(
             booster,
             test,
-            dsn=dsn,
+            settings=settings,
             model_store=settings.model_store_uri,
             params={**DEFAULT_PARAMS, "rounds": STARTER_ROUNDS, "starter": True},
             data_from=split.first.to_pydatetime(),
@@ -91,13 +86,13 @@ def train_starter(settings: Settings, dsn: str) -> registry.ModelRecord:
 
 
 def prepare(
-    settings: Settings, dsn: str, redis_url: str, step: Callable[[str], None]
+    settings: Settings, redis_url: str, step: Callable[[str], None]
 ) -> registry.ModelRecord | None:
     """Apply the feature definitions; train the starter model if there is none."""
     record = None
-    if not asyncio.run(_has_model(dsn)):
+    if not asyncio.run(_has_model(settings)):
         step("training a starter flap model on simulated sessions")
-        record = train_starter(settings, dsn)
+        record = train_starter(settings)
     step("applying the feature definitions and materializing features")
     materialization.run(settings, redis_url)
     return record

@@ -24,6 +24,8 @@ from bgp_orchestrator.flaps.training import baseline_metrics, evaluate, xy
 if TYPE_CHECKING:
     import xgboost
 
+    from bgp_orchestrator.settings import Settings
+
 log = logging.getLogger(__name__)
 
 # Rows of the test part used for the ONNX agreement check.
@@ -49,7 +51,7 @@ async def release(
     booster: xgboost.Booster,
     test: pd.DataFrame,
     *,
-    dsn: str,
+    settings: Settings,
     model_store: str,
     params: dict[str, Any],
     data_from: Any,
@@ -58,7 +60,6 @@ async def release(
     activate: bool,
     extra_metrics: dict[str, Any] | None = None,
 ) -> Release:
-    import asyncpg
 
     metrics = report(booster, test)
     metrics.update(extra_metrics or {})
@@ -72,10 +73,9 @@ async def release(
         smoke_test(model)
         metrics["onnx_max_abs_diff"] = worst
         uri = registry.publish(folder, registry.new_artifact_uri(model_store))
-    from bgp_orchestrator.storage.database import asyncpg_dsn
+    from bgp_orchestrator.storage.database import open_database
 
-    conn = await asyncpg.connect(asyncpg_dsn(dsn))
-    try:
+    async with open_database(settings) as db, db.transaction() as conn:
         record = await registry.register(
             conn,
             features=FEATURES,
@@ -89,8 +89,6 @@ async def release(
         )
         if activate:
             record = await registry.activate(conn, record.version)
-    finally:
-        await conn.close()
     log.info("registered flap model v%d at %s", record.version, uri)
     return Release(record, metrics)
 

@@ -118,7 +118,7 @@ def up(settings: Settings, step: Step = _quiet, demo: bool = False) -> StackInfo
 
     from bgp_orchestrator.flaps import bootstrap
 
-    bootstrap.prepare(settings, ep.database_url, ep.redis_url, step)
+    bootstrap.prepare(settings, ep.redis_url, step)
 
     if head is not None and not head.running():
         step("starting the local Ray head")
@@ -160,19 +160,14 @@ def demo_settings(settings: Settings) -> Settings:
 
 
 async def demo_setup(settings: Settings) -> None:
-    import asyncpg
-
     from bgp_orchestrator.simulation.setup import seed_tenants, write_reference_files
     from bgp_orchestrator.simulation.world import build
-    from bgp_orchestrator.storage.database import asyncpg_dsn
+    from bgp_orchestrator.storage.database import open_database
 
     world = build(**DEMO_WORLD)
     write_reference_files(world, settings.data_dir / "simulation")
-    conn = await asyncpg.connect(asyncpg_dsn(endpoints(settings).database_url))
-    try:
+    async with open_database(settings) as db, db.connection() as conn:
         await seed_tenants(conn, world)
-    finally:
-        await conn.close()
 
 
 def demo_process(settings: Settings) -> PidFile:

@@ -67,7 +67,7 @@ async def _train(settings: Settings, frame: pd.DataFrame, rounds: int = 20) -> r
     done = await release(
         booster,
         split.part(labelled, "test"),
-        dsn=settings.database_url.get_secret_value(),  # type: ignore[union-attr]
+        settings=settings,
         model_store=settings.model_store_uri,
         params={"rounds": rounds},
         data_from=split.first.to_pydatetime(),
