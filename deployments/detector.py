@@ -13,7 +13,7 @@ from ray import serve
 
 from bgp_orchestrator.settings import Settings
 from bgp_orchestrator.workers import detection_worker
-from deployments.hosting import ServiceHost, ServiceMetrics
+from deployments.hosting import DEAD_LETTERS, ServiceHost, ServiceMetrics
 
 
 @serve.deployment(name="Detector")
@@ -35,11 +35,7 @@ class Detector(ServiceHost):
                     ),
                 },
                 labelled={
-                    "dead_letters": (
-                        "bgpo_dead_letters",
-                        "Records sent to the dead-letter topic",
-                        "reason",
-                    ),
+                    **DEAD_LETTERS,
                     "detector_errors": (
                         "bgpo_detector_errors",
                         "Batches a detector failed on",

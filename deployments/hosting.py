@@ -32,6 +32,11 @@ log = logging.getLogger(__name__)
 
 METRICS_INTERVAL_S = 5.0
 
+#: The dead-letter counter every stream consumer exports (``labelled`` of ServiceMetrics).
+DEAD_LETTERS = {
+    "dead_letters": ("bgpo_dead_letters", "Records sent to the dead-letter topic", "reason")
+}
+
 
 class ServiceMetrics:
     """Mirrors a service's ``stats()`` into Ray metrics.

@@ -15,7 +15,7 @@ from ray import serve
 
 from bgp_orchestrator.settings import Settings
 from bgp_orchestrator.workers import session_stats_worker
-from deployments.hosting import ServiceHost, ServiceMetrics
+from deployments.hosting import DEAD_LETTERS, ServiceHost, ServiceMetrics
 
 
 @serve.deployment(name="SessionStats")
@@ -33,13 +33,7 @@ class SessionStats(ServiceHost):
                     "updates": ("bgpo_session_stats_updates", "Updates counted into windows"),
                     "windows_closed": ("bgpo_session_stats_windows", "Windows handed over"),
                 },
-                labelled={
-                    "dead_letters": (
-                        "bgpo_dead_letters",
-                        "Records sent to the dead-letter topic",
-                        "reason",
-                    ),
-                },
+                labelled=DEAD_LETTERS,
             ),
         )
 

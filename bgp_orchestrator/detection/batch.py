@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from bgp_orchestrator.bgp.prefix import Net, parse_net
-from bgp_orchestrator.bgp.update import AsPathElement, Kind, Update
+from bgp_orchestrator.bgp.update import AsPathElement, Kind, Update, path_text
+from bgp_orchestrator.detection.conflict import Conflict, ConflictType, Severity
 from bgp_orchestrator.detection.reference import Monitored, Reference
 
 ANNOUNCE = Kind.ANNOUNCE
@@ -15,7 +17,7 @@ WITHDRAW = Kind.WITHDRAW
 class Prepared:
     """One update with what every detector needs computed once."""
 
-    __slots__ = ("covering", "net", "origins", "path", "transit_tenants", "u")
+    __slots__ = ("_path_text", "covering", "net", "origins", "path", "transit_tenants", "u")
 
     def __init__(
         self,
@@ -32,6 +34,37 @@ class Prepared:
         self.path = path
         self.covering = covering
         self.transit_tenants = transit_tenants
+        self._path_text: str | None = None
+
+    def observe(
+        self,
+        *,
+        type: ConflictType,
+        severity: Severity,
+        tenant_id: int | None,
+        detail_key: str = "",
+        monitored_prefix: str | None = None,
+        details: dict[str, Any] | None = None,
+        no_origin: bool = False,
+    ) -> Conflict:
+        """A conflict observed on this route: its prefix, peer, time, AS path and (unless
+        ``no_origin``, or the origin is an AS_SET) origin filled in."""
+        if self._path_text is None:
+            self._path_text = path_text(self.u.as_path)
+        u = self.u
+        return Conflict(
+            type=type,
+            severity=severity,
+            tenant_id=tenant_id,
+            prefix=u.prefix,
+            origin_asn=None if no_origin or len(self.origins) != 1 else self.origins[0],
+            as_path=self._path_text,
+            peer=u.peer_key,
+            seen_at=u.timestamp,
+            detail_key=detail_key,
+            monitored_prefix=monitored_prefix,
+            details=details if details is not None else {},
+        )
 
     def owners(self) -> dict[int, Monitored]:
         """Per tenant, its most specific monitored prefix covering this one."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Iterator
 
-from bgp_orchestrator.bgp.update import AsPathElement, path_text
+from bgp_orchestrator.bgp.update import AsPathElement
 from bgp_orchestrator.detection.batch import ANNOUNCE, Prepared
 from bgp_orchestrator.detection.conflict import Conflict, ConflictType, Severity
 from bgp_orchestrator.detection.detectors.scopes import Scopes, tenant_scopes
@@ -49,15 +49,10 @@ def bogon_prefix_announced(
         if block is None:
             continue
         for tenant_id, severity in _scopes(p, ref).items():
-            yield Conflict(
+            yield p.observe(
                 type=ConflictType.BOGON_PREFIX,
                 severity=severity,
                 tenant_id=tenant_id,
-                prefix=u.prefix,
-                origin_asn=p.origins[0] if len(p.origins) == 1 else None,
-                as_path=path_text(u.as_path),
-                peer=u.peer_key,
-                seen_at=u.timestamp,
                 detail_key=block,
                 details={"bogon_block": block},
             )
@@ -96,15 +91,10 @@ def bogon_asn_in_path(
             continue  # one observation per route is enough: the first bogon ASN
         reason = bogon_asn(asn)
         for tenant_id, severity in _scopes(p, ref).items():
-            yield Conflict(
+            yield p.observe(
                 type=ConflictType.BOGON_ASN,
                 severity=severity,
                 tenant_id=tenant_id,
-                prefix=u.prefix,
-                origin_asn=p.origins[0] if len(p.origins) == 1 else None,
-                as_path=path_text(u.as_path),
-                peer=u.peer_key,
-                seen_at=u.timestamp,
                 detail_key=str(asn),
                 details={"bogon_asn": asn, "reason": reason},
             )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from bgp_orchestrator.bgp.update import path_text
 from bgp_orchestrator.detection.batch import ANNOUNCE, Prepared
 from bgp_orchestrator.detection.conflict import Conflict, ConflictType, Severity
 from bgp_orchestrator.detection.reference import Reference
@@ -36,16 +35,10 @@ def illegal_first_hop(
                     break
             if first is None or first in carriers:
                 continue
-            u = p.u
-            yield Conflict(
+            yield p.observe(
                 type=ConflictType.ILLEGAL_FIRST_HOP,
                 severity=Severity.HIGH,
                 tenant_id=m.tenant_id,
-                prefix=u.prefix,
-                origin_asn=p.origins[0] if len(p.origins) == 1 else None,
-                as_path=path_text(u.as_path),
-                peer=u.peer_key,
-                seen_at=u.timestamp,
                 detail_key=str(first),
                 monitored_prefix=m.prefix,
                 details={

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from bgp_orchestrator.bgp.update import NO_EXPORT, path_text
+from bgp_orchestrator.bgp.update import NO_EXPORT
 from bgp_orchestrator.detection.batch import ANNOUNCE, Prepared
 from bgp_orchestrator.detection.conflict import Conflict, ConflictType, Severity
 from bgp_orchestrator.detection.detectors.scopes import tenant_scopes
@@ -129,15 +129,10 @@ def route_leak(batch: list[Prepared], ref: Reference, state: DetectorState) -> I
             global_scope=global_scope,
         )
         for tenant_id, severity in scopes.items():
-            yield Conflict(
+            yield p.observe(
                 type=ConflictType.ROUTE_LEAK,
                 severity=severity,
                 tenant_id=tenant_id,
-                prefix=u.prefix,
-                origin_asn=p.origins[0] if len(p.origins) == 1 else None,
-                as_path=path_text(u.as_path),
-                peer=u.peer_key,
-                seen_at=u.timestamp,
                 detail_key=leak.link,
                 details={
                     "leaker": leak.leaker,
@@ -170,15 +165,10 @@ def no_export_violation(
             if not outsiders:
                 continue
             violator = outsiders[-1]
-            yield Conflict(
+            yield p.observe(
                 type=ConflictType.NO_EXPORT,
                 severity=Severity.MEDIUM,
                 tenant_id=m.tenant_id,
-                prefix=u.prefix,
-                origin_asn=p.origins[0] if len(p.origins) == 1 else None,
-                as_path=path_text(u.as_path),
-                peer=u.peer_key,
-                seen_at=u.timestamp,
                 detail_key=str(violator),
                 monitored_prefix=m.prefix,
                 details={

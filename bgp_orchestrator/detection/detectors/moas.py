@@ -29,7 +29,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from bgp_orchestrator.bgp.update import path_text
 from bgp_orchestrator.detection.batch import ANNOUNCE, Prepared
 from bgp_orchestrator.detection.conflict import Conflict, ConflictType, Severity
 from bgp_orchestrator.detection.detectors.scopes import tenant_scopes
@@ -81,18 +80,13 @@ def moas(batch: list[Prepared], ref: Reference, state: DetectorState) -> Iterato
             "explanation": f"AS{origin} announced the prefix while {others} other "
             f"{'origin' if count == 2 else 'origins'} did within {window:g} s",
         }
-        as_path = path_text(u.as_path)
         for tenant_id, severity in scopes.items():
-            yield Conflict(
+            yield p.observe(
                 type=ConflictType.MOAS,
                 severity=severity,
                 tenant_id=tenant_id,
-                prefix=u.prefix,
-                origin_asn=None,
-                as_path=as_path,
-                peer=u.peer_key,
-                seen_at=now,
                 details=details,
+                no_origin=True,
             )
 
 

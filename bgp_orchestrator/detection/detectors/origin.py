@@ -4,15 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from bgp_orchestrator.bgp.update import path_text
 from bgp_orchestrator.detection.batch import ANNOUNCE, Prepared
 from bgp_orchestrator.detection.conflict import Conflict, ConflictType, Severity
 from bgp_orchestrator.detection.reference import Monitored, Reference
 from bgp_orchestrator.detection.state import DetectorState
-
-
-def _origin(p: Prepared) -> int | None:
-    return p.origins[0] if len(p.origins) == 1 else None
 
 
 def _authorised(p: Prepared, m: Monitored) -> bool:
@@ -27,18 +22,12 @@ def _conflict(
     detail_key: str,
     **details: object,
 ) -> Conflict:
-    u = p.u
     if len(p.origins) > 1:
         details["as_set_origin"] = list(p.origins)
-    return Conflict(
+    return p.observe(
         type=kind,
         severity=severity,
         tenant_id=m.tenant_id,
-        prefix=u.prefix,
-        origin_asn=_origin(p),
-        as_path=path_text(u.as_path),
-        peer=u.peer_key,
-        seen_at=u.timestamp,
         detail_key=detail_key,
         monitored_prefix=m.prefix,
         details={"authorised_origins": sorted(m.origins), **details},

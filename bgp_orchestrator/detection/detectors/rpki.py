@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from bgp_orchestrator.bgp.update import path_text
 from bgp_orchestrator.detection.batch import ANNOUNCE, Prepared
 from bgp_orchestrator.detection.conflict import Conflict, ConflictType, Severity
 from bgp_orchestrator.detection.detectors.scopes import tenant_scopes
@@ -52,15 +51,10 @@ def rpki_invalid(batch: list[Prepared], ref: Reference, state: DetectorState) ->
             for asn, max_length in vrps.covering(p.net)  # type: ignore[arg-type]
         ][:20]
         for tenant_id, severity in scopes.items():
-            yield Conflict(
+            yield p.observe(
                 type=ConflictType.RPKI_INVALID,
                 severity=severity,
                 tenant_id=tenant_id,
-                prefix=u.prefix,
-                origin_asn=origin,
-                as_path=path_text(u.as_path),
-                peer=u.peer_key,
-                seen_at=u.timestamp,
                 detail_key=result,
                 details={
                     "rov_state": result,
