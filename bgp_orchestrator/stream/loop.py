@@ -253,30 +253,43 @@ class ConsumeLoop:
             self._assign_failed(wanted, f"Kafka: {type(exc).__name__}: {exc}")
             return
         self._clear_outage("assign")
-        for p in current:
-            start = starts.get(p)
-            if start is None:
-                start = logs[p].committed  # None: no commit yet, so the log's beginning
-            tp = tps[p]
-            # Always an explicit seek: records fetched before the assignment (and
-            # dropped unprocessed) must come again.
-            if isinstance(start, int):
-                self.consumer.seek(tp, start)
-            else:
-                await self.consumer.seek_to_beginning(tp)
-            progress = self.partitions[p]
-            progress.committed = logs[p].committed
-            progress.position = start if isinstance(start, int) else None
-            progress.highwater = logs[p].end
-            progress.state = "running"
-            progress.progress_at = time.time()
-            self._loading.discard(p)
-        if current:
+        from aiokafka.errors import IllegalStateError
+
+        ready, lost = [], []
+        async with self._lock:
+            for p in current:
+                if p not in self._loading:  # revoked while its state was being restored
+                    lost.append(p)
+                    continue
+                start = starts.get(p)
+                if start is None:
+                    start = logs[p].committed  # None: no commit yet, so the log's beginning
+                # Always an explicit seek: records fetched before the assignment (and
+                # dropped unprocessed) must come again.
+                try:
+                    if isinstance(start, int):
+                        self.consumer.seek(tps[p], start)
+                    else:
+                        await self.consumer.seek_to_beginning(tps[p])
+                except IllegalStateError:
+                    lost.append(p)
+                    continue
+                progress = self.partitions[p]
+                progress.committed = logs[p].committed
+                progress.position = start if isinstance(start, int) else None
+                progress.highwater = logs[p].end
+                progress.state = "running"
+                progress.progress_at = time.time()
+                self._loading.discard(p)
+                ready.append(p)
+            if lost:
+                await self.processor.revoke(lost)
+        if ready:
             log.info(
                 "%s: partitions %s ready (%s)",
                 self.processor.name,
-                current,
-                ", ".join(f"{p}@{starts.get(p, 'committed')}" for p in current),
+                ready,
+                ", ".join(f"{p}@{starts.get(p) or 'committed'}" for p in ready),
             )
 
     def _assign_failed(self, partitions: list[int], reason: str) -> None:
@@ -430,10 +443,11 @@ class ConsumeLoop:
             wanted |= self._loading
         pause = wanted - self._paused
         resume = (self._paused - wanted) & set(self.partitions)
-        if pause:
-            self.consumer.pause(*(TopicPartition(self.topic, p) for p in pause))
-        if resume:
-            self.consumer.resume(*(TopicPartition(self.topic, p) for p in resume))
+        assigned = {tp.partition for tp in self.consumer.assignment()}
+        if pause & assigned:
+            self.consumer.pause(*(TopicPartition(self.topic, p) for p in pause & assigned))
+        if resume & assigned:
+            self.consumer.resume(*(TopicPartition(self.topic, p) for p in resume & assigned))
         self._paused = wanted
         for p, progress in self.partitions.items():
             if p not in self._loading:
