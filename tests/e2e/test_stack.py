@@ -34,6 +34,7 @@ class Stack:
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("BGPO_")}
         self.env["BGPO_DATA_DIR"] = str(data_dir)
         self.env["RAY_AUTH_MODE"] = "token"  # so that the `ray` CLI sends the stack's token
+        self.env["COLUMNS"] = "250"  # rich tables on one line each, as on a wide terminal
         ports = free_ports_env()
         self.env.update(ports)
         self.settings = Settings(
@@ -120,7 +121,10 @@ def submit(stack: Stack, *job: str, timeout: float = 400) -> subprocess.Complete
 def test_up_prints_working_urls(stack: Stack) -> None:
     result = stack.bgpo("status")
     assert result.returncode == 0, result.stdout + result.stderr
-    for component in ("postgres", "redis", "kafka", "schema", "ray head", "peering-api"):
+    for component in (
+        "postgres", "redis", "kafka", "schema", "ray head", "peering-api", "scheduler",
+        "detectors (bgpo-detectors)", "session stats",
+    ):  # fmt: skip
         assert component in result.stdout
     with httpx.Client(timeout=10) as client:
         assert client.get(f"{stack.url}/docs").status_code == 200
