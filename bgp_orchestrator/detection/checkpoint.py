@@ -12,6 +12,10 @@ own) before loading, and a save succeeds only while the claim is still its
 own, so a stale owner that lost the partition in a rebalance cannot overwrite
 the checkpoint of the new one.
 
+A checkpoint also carries the fingerprint of the last record it reflects
+(:mod:`bgp_orchestrator.stream.probe`), so that it is never applied to a
+different log that happens to have grown past its offset.
+
 The state is packed in slices (``dump_state``), so that no single call holds
 the interpreter for long: run it in a thread and the event loop keeps turning.
 """
@@ -24,8 +28,9 @@ import msgpack  # type: ignore[import-untyped]
 
 from bgp_orchestrator.detection.state import DetectorState, Visibility
 from bgp_orchestrator.errors import BgpoError, ServiceUnavailable
+from bgp_orchestrator.stream.probe import Fingerprint
 
-FORMAT = 2
+FORMAT = 3
 SLICE = 20_000
 
 # Save only while the claim is ours: KEYS[1] the partition's hash; ARGV token, offset, state.
@@ -37,22 +42,26 @@ return 1
 """
 
 
-def dump_state(state: DetectorState) -> bytes:
-    """The state as bytes, packed ``SLICE`` prefixes at a time."""
+def dump_state(state: DetectorState, last: Fingerprint | None = None) -> bytes:
+    """The state as bytes, packed ``SLICE`` prefixes at a time; ``last`` is the last
+    record it reflects."""
     origins = list(state.origins.items())
     slices = [
         msgpack.packb(dict(origins[i : i + SLICE]), use_bin_type=True)
         for i in range(0, len(origins), SLICE)
     ]
     visibility = {p: [sorted(v.carrying), v.peak, v.alerted] for p, v in state.visibility.items()}
-    data: bytes = msgpack.packb([FORMAT, slices, visibility], use_bin_type=True)
+    record = list(last) if last is not None else None
+    data: bytes = msgpack.packb([FORMAT, slices, visibility, record], use_bin_type=True)
     return data
 
 
-def load_state(data: bytes) -> DetectorState:
-    version, slices, visibility = msgpack.unpackb(data, raw=False, strict_map_key=False)
+def load_state(data: bytes) -> tuple[DetectorState, Fingerprint | None]:
+    """The state and the fingerprint of the last record it reflects."""
+    version, *rest = msgpack.unpackb(data, raw=False, strict_map_key=False)
     if version != FORMAT:
         raise ValueError(f"checkpoint format {version}, expected {FORMAT}")
+    slices, visibility, record = rest
     state = DetectorState()
     for blob in slices:
         part = msgpack.unpackb(blob, raw=False, strict_map_key=False)
@@ -63,7 +72,7 @@ def load_state(data: bytes) -> DetectorState:
         p: Visibility(set(carrying), int(peak), bool(alerted))
         for p, (carrying, peak, alerted) in visibility.items()
     }
-    return state
+    return state, Fingerprint(*record) if record is not None else None
 
 
 class StaleOwner(BgpoError):

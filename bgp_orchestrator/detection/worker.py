@@ -49,6 +49,7 @@ from bgp_orchestrator.storage.database import Database
 from bgp_orchestrator.stream.clients import update_stream_consumer
 from bgp_orchestrator.stream.deadletters import DeadLetterSink
 from bgp_orchestrator.stream.loop import ConsumeLoop, LogInfo, LoopOptions, Start
+from bgp_orchestrator.stream.probe import Fingerprint, LogProbe
 from bgp_orchestrator.stream.progress import ProgressStore
 
 log = logging.getLogger(__name__)
@@ -77,6 +78,7 @@ class WorkerStats:
     checkpoint_ms: float = 0.0
     checkpoints_saved: int = 0
     checkpoint_failures: int = 0
+    log_resets: int = 0
     global_backlog: int = 0
     backpressure_pauses: int = 0
     #: the slowest recent batches: (wall time, ms, records, ms detecting, ms storing)
@@ -96,6 +98,7 @@ class _Detected:
     aggregates: list[Aggregate]
     dead: list[DeadLetter]
     positions: dict[int, int]
+    last: dict[int, Fingerprint]
     records: int
     updates: int
 
@@ -130,6 +133,7 @@ class DetectionWorker:
         self.positions: dict[int, int] = {}
         self.buffer = ConflictBuffer(db)
         self.dead = DeadLetterSink(bootstrap_servers, settings.kafka_dlq_topic)
+        self.probe = LogProbe(bootstrap_servers, settings.kafka_topic)
         self.counters = WorkerStats(name=name)
         self.ready = asyncio.Event()
         options = loop_options or LoopOptions(
@@ -148,6 +152,8 @@ class DetectionWorker:
         self._committable: dict[int, int] = {}
         self._checkpointed: dict[int, int] = {}
         self._limbo: dict[int, tuple[int, Pipeline]] = {}
+        #: per partition, the last record processed (checkpoints carry it)
+        self._last: dict[int, Fingerprint] = {}
         self._retired_errors: Counter[str] = Counter()
         self._held = False
         self._last_checkpoint = time.monotonic()
@@ -216,6 +222,7 @@ class DetectionWorker:
 
     async def aclose(self) -> None:
         await self.dead.close()
+        await self.probe.close()
         for close in self._closers:
             await close()
 
@@ -241,7 +248,10 @@ class DetectionWorker:
                 restored[p] = (kept[0], kept[1])
                 starts[p] = kept[0]
                 continue
+            self._last.pop(p, None)
             start, state = await self._restore(p, logs[p])
+            if start == "reset":
+                self.counters.log_resets += 1
             restored[p] = (
                 start if isinstance(start, int) else None,
                 Pipeline(self.loader.reference, state),
@@ -267,31 +277,52 @@ class DetectionWorker:
                 # checkpoint describes a log that no longer exists.
                 log.warning(
                     "%s: checkpoint of partition %d is at offset %d beyond the end of the "
-                    "log (%d); discarding it",
+                    "log (%d): the log was reset; rebuilding the state from the new log",
                     self.name,
                     partition,
                     offset,
                     info.end,
                 )
+                return "reset", None
+            try:
+                state, last = await asyncio.to_thread(load_state, blob)
+            except (ValueError, TypeError) as exc:
+                log.error(
+                    "%s: unusable checkpoint for partition %d (%s); rebuilding the state "
+                    "from the retained log",
+                    self.name,
+                    partition,
+                    exc,
+                )
             else:
-                try:
-                    state = await asyncio.to_thread(load_state, blob)
-                except (ValueError, TypeError) as exc:
-                    log.error(
-                        "%s: unusable checkpoint for partition %d (%s); rebuilding the state "
-                        "from the retained log",
-                        self.name,
-                        partition,
-                        exc,
-                    )
-                else:
-                    log.info(
-                        "%s: partition %d resumes from its checkpoint at offset %d",
-                        self.name,
-                        partition,
-                        offset,
-                    )
-                    return offset, state
+                if last is not None and last.offset >= info.start:
+                    try:
+                        found = await self.probe.fingerprint(partition, last.offset)
+                    except Exception as exc:
+                        raise ServiceUnavailable(
+                            "kafka-unavailable",
+                            f"cannot read back the record of partition {partition}'s "
+                            f"checkpoint ({type(exc).__name__}: {exc})",
+                        ) from exc
+                    if found != last:
+                        log.warning(
+                            "%s: partition %d's record at offset %d is not the one its "
+                            "checkpoint reflects: the log was reset; rebuilding the state "
+                            "from the new log",
+                            self.name,
+                            partition,
+                            last.offset,
+                        )
+                        return "reset", None
+                if last is not None:
+                    self._last[partition] = last
+                log.info(
+                    "%s: partition %d resumes from its checkpoint at offset %d",
+                    self.name,
+                    partition,
+                    offset,
+                )
+                return offset, state
         if (info.committed or 0) > 0:
             # No usable checkpoint but a committed offset: rebuild the state from the
             # start of the retained log (the committed offset alone would skip the
@@ -319,9 +350,18 @@ class DetectionWorker:
                 continue
             self._limbo[p] = (position, pipeline)
 
+    async def discard(self, partitions: Sequence[int]) -> None:
+        for p in partitions:
+            pipeline = self.pipelines.pop(p, None)
+            if pipeline is not None:
+                self._retired_errors.update(pipeline.errors)
+            for table in (self.positions, self._committable, self._checkpointed, self._last):
+                table.pop(p, None)
+            self._limbo.pop(p, None)
+
     async def _save_checkpoint(self, partition: int, offset: int, pipeline: Pipeline) -> None:
         started = time.perf_counter()
-        blob = await asyncio.to_thread(dump_state, pipeline.state)
+        blob = await asyncio.to_thread(dump_state, pipeline.state, self._last.get(partition))
         await self.checkpoints.save(partition, offset, blob, self.token)
         self.counters.checkpoint_ms = round((time.perf_counter() - started) * 1000, 1)
         self.counters.checkpoints_saved += 1
@@ -338,6 +378,7 @@ class DetectionWorker:
         for letter in detected.dead:
             self.dead.add(letter)
         self.positions.update(detected.positions)
+        self._last.update(detected.last)
         c = self.counters
         c.records += detected.records
         c.updates += detected.updates
@@ -356,6 +397,7 @@ class DetectionWorker:
         dead: list[DeadLetter] = []
         conflicts = []
         positions = {}
+        last = {}
         records_n = updates_n = 0
         topic = self.settings.kafka_topic
         for partition, records in batch.items():
@@ -388,7 +430,8 @@ class DetectionWorker:
             records_n += len(records)
             updates_n += result.updates
             positions[partition] = records[-1].offset + 1
-        return _Detected(aggregate(conflicts), dead, positions, records_n, updates_n)
+            last[partition] = Fingerprint.of(records[-1])
+        return _Detected(aggregate(conflicts), dead, positions, last, records_n, updates_n)
 
     async def store(self, commit_due: bool) -> None:
         started = time.perf_counter()
@@ -454,7 +497,8 @@ class DetectionWorker:
             position = self.positions.get(p)
             if position is None or self._checkpointed.get(p) == position:
                 continue
-            out[p] = (position, await asyncio.to_thread(dump_state, pipeline.state))
+            blob = await asyncio.to_thread(dump_state, pipeline.state, self._last.get(p))
+            out[p] = (position, blob)
         self.counters.checkpoint_ms = round((time.perf_counter() - started) * 1000, 1)
         # The detector state is millions of long-lived objects: move them out of the
         # collector's way, or every full collection walks them (100 ms+ pauses).

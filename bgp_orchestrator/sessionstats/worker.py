@@ -230,6 +230,9 @@ class SessionStatsWorker:
         for p in partitions:
             self.stream.forget(p)
 
+    async def discard(self, partitions: Sequence[int]) -> None:
+        await self.revoke(partitions)  # nothing is saved per partition here
+
     async def process(self, batch: Mapping[int, Sequence[Any]]) -> None:
         now = self.clock()
         topic = self.settings.kafka_topic

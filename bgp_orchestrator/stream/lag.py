@@ -64,6 +64,18 @@ class GroupLag:
         since = [s for p in lagging if (s := p.since_progress(now)) is not None]
         if since:
             text += f", longest without progress {max(since):.0f}s"
+        resets = {
+            p.partition: p.published.reset_at
+            for p in self.partitions
+            if p.published is not None and p.published.reset_at is not None
+        }
+        if resets:
+            partition, at = max(resets.items(), key=lambda item: item[1])
+            text += (
+                f"; log reset detected on {len(resets)} partition(s), last "
+                f"{now - at:.0f}s ago on partition {partition} "
+                "(the broker lost its log: state rebuilt from the new one)"
+            )
         for p in self.stalled(now):
             seconds = p.since_progress(now)
             if p.published is None:

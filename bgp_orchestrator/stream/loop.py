@@ -50,8 +50,10 @@ from bgp_orchestrator.stream.progress import PartitionProgress, ProgressStore, s
 log = logging.getLogger(__name__)
 
 #: Where a partition starts after assignment: an offset, the log's beginning, or
-#: ``None`` for the group's committed offset (the consumer's reset policy when none).
-Start = int | Literal["beginning"] | None
+#: ``None`` for the group's committed offset (the log's beginning when none).
+#: "reset": the beginning, because the processor found its saved state belongs to a
+#: different log (the broker lost it); the loop reports the reset.
+Start = int | Literal["beginning", "reset"] | None
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,7 @@ class LogInfo:
 
     committed: int | None
     end: int
+    start: int = 0
 
 
 class Processor(Protocol):
@@ -76,6 +79,11 @@ class Processor(Protocol):
 
     async def revoke(self, partitions: Sequence[int]) -> None:
         """The partitions are no longer ours: save what can be saved, drop their state."""
+        ...
+
+    async def discard(self, partitions: Sequence[int]) -> None:
+        """Drop the partitions' state and buffered results without saving anything: their
+        log was reset under them (they are assigned again right after)."""
         ...
 
     async def process(self, batch: Mapping[int, Sequence[Any]]) -> None:
@@ -146,6 +154,8 @@ class ConsumeLoop:
         self._phase = "starting"
         self._beat = time.monotonic()
         self._paused: set[int] = set()
+        #: partition -> wall time of the last log reset detected on it
+        self.resets: dict[int, float] = {}
         self.started = asyncio.Event()
 
     # --- the loop -------------------------------------------------------------------
@@ -238,8 +248,10 @@ class ConsumeLoop:
         tps = {p: TopicPartition(self.topic, p) for p in wanted}
         try:
             ends = await self.consumer.end_offsets(list(tps.values()))
+            beginnings = await self.consumer.beginning_offsets(list(tps.values()))
             logs = {
-                p: LogInfo(await self.consumer.committed(tp), ends[tp]) for p, tp in tps.items()
+                p: LogInfo(await self.consumer.committed(tp), ends[tp], beginnings[tp])
+                for p, tp in tps.items()
             }
             async with self._lock:
                 current = [p for p in wanted if p in self._loading]  # a rebalance may intervene
@@ -264,6 +276,8 @@ class ConsumeLoop:
                 start = starts.get(p)
                 if start is None:
                     start = logs[p].committed  # None: no commit yet, so the log's beginning
+                elif start == "reset":
+                    self._log_reset(p, "its checkpoint describes a log that is gone")
                 # Always an explicit seek: records fetched before the assignment (and
                 # dropped unprocessed) must come again.
                 try:
@@ -334,11 +348,19 @@ class ConsumeLoop:
 
     async def _process(self, batch: Mapping[Any, Sequence[Any]]) -> None:
         mine: dict[int, Sequence[Any]] = {}
+        reset = []
         for tp, records in batch.items():
             progress = self.partitions.get(tp.partition)
             if progress is None or tp.partition in self._loading or not records:
                 continue  # revoked, or not restored yet: its records come again
+            if progress.position is not None and records[0].offset < progress.position:
+                # The consumer went back without a seek of ours: the broker's log is shorter
+                # than our position (it lost the log and reset us to its beginning).
+                reset.append(tp.partition)
+                continue
             mine[tp.partition] = records
+        if reset:
+            await self._restart(reset)
         if not mine:
             return
         async with self._lock:
@@ -351,6 +373,30 @@ class ConsumeLoop:
             progress = self.partitions[p]
             progress.position = records[-1].offset + 1
             progress.highwater = self._highwater(p, progress.position)
+
+    async def _restart(self, partitions: list[int]) -> None:
+        """Partitions whose log was reset: drop their state, restore them again."""
+        from aiokafka import TopicPartition
+
+        for p in partitions:
+            self._log_reset(p, "the broker moved the partition back to an earlier offset")
+        async with self._lock:
+            await self.processor.discard(partitions)
+        for p in partitions:
+            self.partitions[p] = PartitionProgress(p)
+            self._loading.add(p)
+        self.consumer.pause(*(TopicPartition(self.topic, p) for p in partitions))
+        self._paused.update(partitions)
+
+    def _log_reset(self, partition: int, why: str) -> None:
+        self.resets[partition] = time.time()
+        log.warning(
+            "%s: the log of partition %d was reset (%s): its state is rebuilt from the new "
+            "log; records the broker lost are gone",
+            self.processor.name,
+            partition,
+            why,
+        )
 
     def _highwater(self, partition: int, position: int) -> int:
         from aiokafka import TopicPartition
@@ -504,6 +550,7 @@ class ConsumeLoop:
             "commit_failures": self.commit_failures,
             "outage": self._outage,
             "outage_since": self._outage_since,
+            "log_resets": {p: self.resets[p] for p in sorted(self.resets)},
             "partitions": {p: self.partitions[p].as_dict(now) for p in sorted(self.partitions)},
         }
 
@@ -518,7 +565,10 @@ class ConsumeLoop:
         self._last_publish = now
         try:
             await self.progress_store.publish(
-                self.processor.name, list(self.partitions.values()), note=self._outage
+                self.processor.name,
+                list(self.partitions.values()),
+                note=self._outage,
+                resets=self.resets,
             )
             self._publish_failed = False
         except Exception as exc:  # progress is for operators; never stop the stream for it

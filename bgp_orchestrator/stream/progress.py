@@ -81,6 +81,8 @@ class PublishedProgress:
     seen_at: float
     owner: str
     state: str
+    #: when the consumer last found this partition's log reset (the broker lost it)
+    reset_at: float | None = None
 
 
 class ProgressStore:
@@ -95,9 +97,14 @@ class ProgressStore:
         self.key = progress_key(group, topic)
 
     async def publish(
-        self, owner: str, partitions: list[PartitionProgress], note: str | None = None
+        self,
+        owner: str,
+        partitions: list[PartitionProgress],
+        note: str | None = None,
+        resets: dict[int, float] | None = None,
     ) -> None:
-        """Publish the partitions' progress; ``note`` (e.g. an outage) is added to their state."""
+        """Publish the partitions' progress; ``note`` (e.g. an outage) is added to their
+        state, ``resets`` (partition -> time) names the last log reset seen on each."""
         if not partitions:
             return
         now = time.time()
@@ -110,6 +117,7 @@ class ProgressStore:
                     "seen_at": now,
                     "owner": owner,
                     "state": p.state if note is None else f"{p.state}: {note}"[:300],
+                    "reset_at": (resets or {}).get(p.partition),
                 }
             )
             for p in partitions
@@ -131,6 +139,7 @@ class ProgressStore:
                     float(data["seen_at"]),
                     str(data.get("owner", "")),
                     str(data.get("state", "")),
+                    data.get("reset_at"),
                 )
             except (ValueError, KeyError, TypeError, orjson.JSONDecodeError):
                 log.warning("ignoring an unreadable progress record %r in %s", field_name, self.key)

@@ -10,6 +10,7 @@ from bgp_orchestrator.detection.checkpoint import (
     load_state,
 )
 from bgp_orchestrator.detection.state import DetectorState, Visibility
+from bgp_orchestrator.stream.probe import Fingerprint
 
 
 def test_the_state_round_trips_across_slices() -> None:
@@ -17,9 +18,12 @@ def test_the_state_round_trips_across_slices() -> None:
     for i in range(2 * SLICE + 7):
         state.origins[f"60.{i // 256 % 256}.{i % 256}.0/24-{i}"] = {64_500 + i % 3: float(i)}
     state.visibility["45.64.0.0/16"] = Visibility({"rrc00|10.0.0.1", "rrc01|10.0.0.2"}, 3, True)
-    back = load_state(dump_state(state))
+    last = Fingerprint(41, 1_700_000_000_000, 123456)
+    back, fingerprint = load_state(dump_state(state, last))
     assert back.origins == state.origins
     assert back.visibility == state.visibility
+    assert fingerprint == last
+    assert load_state(dump_state(state))[1] is None
 
 
 def test_an_unknown_format_is_refused() -> None:

@@ -130,7 +130,7 @@ def test_state_from_before_the_bound_shrinks_at_the_next_new_origin() -> None:
 def test_the_checkpoint_format_holds_the_bounded_state() -> None:
     ref, state = _reference(), DetectorState()
     _run([_announce(i, "8.8.8.0/24", 200000 + i, 1000.0 + i) for i in range(100)], ref, state)
-    restored = load_state(dump_state(state))
+    restored, _ = load_state(dump_state(state))
     assert restored.origins == state.origins
     # a restored state goes on as the original would
     more = [_announce(200, "8.8.8.0/24", 15169, 1200.0)]
