@@ -941,7 +941,7 @@ class Watch:
         run.launched = time.time()
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "bgp_orchestrator.cli.main", "ingest", "replay", str(self.path),
-            env=self.stack.env, stdout=out, stderr=out,
+            env={**self.stack.env, "COLUMNS": "200"}, stdout=out, stderr=out,
         )  # fmt: skip
         ends = asyncio.create_task(lag.track_ends())
         exited = asyncio.create_task(proc.wait())
