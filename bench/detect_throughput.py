@@ -588,42 +588,36 @@ async def create_inventory(api_url: str, labels: dict[str, Any]) -> dict[str, in
 
 
 class Detectors:
-    """The stack's detector replicas through a Serve handle (this process joins the
-    stack's Ray cluster as a driver): their reference version and statistics.
-    Needs RAY_AUTH_MODE=token in the environment before Ray is imported (``main``)."""
+    """The stack's detector replicas through a Serve handle: their reference version and
+    statistics. A ``python`` subprocess with the stack's environment joins the stack's Ray
+    cluster as a driver and asks (``probe_detectors``), so this process never connects to
+    a Ray cluster (the simulated phases start their own, and Serve caches its client)."""
 
-    def __init__(self, stack: Stack) -> None:
+    def __init__(self, stack: Stack, replicas: int) -> None:
         self.stack = stack
-        self.handle: Any = None
+        self.replicas = replicas
 
-    def __enter__(self) -> Detectors:
-        import ray
-        from ray import serve
+    async def _probe(self, version: int, timeout_s: float) -> tuple[bool, dict[str, Any]]:
+        code = (
+            f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
+            "from detect_throughput import probe_detectors; probe_detectors(sys.argv[1:])"
+        )
+        argv = [self.stack.ray_address, str(self.replicas), str(version), str(timeout_s)]
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", code, *argv, env=self.stack.env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await asyncio.wait_for(proc.communicate(), timeout_s + 60)
+        lines = out.decode(errors="replace").strip().splitlines()
+        if not lines or not lines[-1].startswith("{"):
+            raise RuntimeError(f"the detector probe failed: {err.decode(errors='replace')[-2000:]}")
+        return proc.returncode == 0, json.loads(lines[-1])
 
-        ray.init(address=self.stack.ray_address, logging_level="ERROR", log_to_driver=False)
-        self.handle = serve.get_app_handle("detector")
-        return self
+    async def stats(self) -> dict[str, dict[str, Any]]:
+        """name -> stats() of the replicas that answer."""
+        return (await self._probe(-1, 60))[1]
 
-    def __exit__(self, *exc: object) -> None:
-        import ray
-
-        ray.shutdown()
-
-    async def stats(self, replicas: int, tries: int = 12) -> dict[str, dict[str, Any]]:
-        """name -> stats() of as many distinct replicas as answer within ``tries`` calls."""
-        seen: dict[str, dict[str, Any]] = {}
-        for _ in range(tries):
-            try:
-                stats = await asyncio.wait_for(self.handle.stats.remote(), timeout=10)
-            except Exception as exc:  # a replica being replaced: report, keep asking
-                log(f"  detector stats() failed: {exc!r}"[:300])
-                continue
-            seen[stats["name"]] = stats
-            if len(seen) >= replicas:
-                break
-        return seen
-
-    async def wait_reference(self, dsn: str, replicas: int, timeout_s: float = 180) -> float:
+    async def wait_reference(self, dsn: str, timeout_s: float = 180) -> float:
         """Until every replica has loaded the inventory's reference version; seconds waited."""
         conn = await asyncpg.connect(dsn)
         try:
@@ -631,15 +625,43 @@ class Detectors:
         finally:
             await conn.close()
         started = time.monotonic()
-        while time.monotonic() - started < timeout_s:
-            stats = await self.stats(replicas)
-            loaded = [
-                s for s in stats.values() if s["reference_version"].startswith(f"db{version}-")
-            ]
-            if len(loaded) >= replicas:
-                return time.monotonic() - started
-            await asyncio.sleep(0.5)
-        raise SystemExit(f"the detectors did not load reference version {version} in {timeout_s}s")
+        loaded, stats = await self._probe(int(version), timeout_s)
+        if not loaded:
+            seen = {name: s["reference_version"] for name, s in stats.items()}
+            raise SystemExit(f"the detectors did not load reference version {version}: {seen}")
+        return time.monotonic() - started
+
+
+def probe_detectors(argv: list[str]) -> None:
+    """Inside a subprocess: ``ADDRESS REPLICAS VERSION TIMEOUT_S``. Prints one JSON line,
+    replica name -> stats(), once every replica reports reference ``db<VERSION>-...``
+    (at once when VERSION < 0); exits 1 if that does not happen within the timeout."""
+    import ray
+    from ray import serve
+
+    address, replicas, version, timeout_s = argv[0], int(argv[1]), int(argv[2]), float(argv[3])
+    ray.init(address=address, logging_level="ERROR", log_to_driver=False)
+    handle = serve.get_app_handle("detector")
+    deadline = time.monotonic() + timeout_s
+    seen: dict[str, dict[str, Any]] = {}
+    ok = False
+    while not ok and time.monotonic() < deadline:
+        for _ in range(4 * replicas):
+            try:
+                stats = handle.stats.remote().result(timeout_s=10)
+            except Exception as exc:  # a replica being replaced: say so, keep asking
+                print(f"stats() failed: {exc!r}"[:300], file=sys.stderr)
+                continue
+            seen[stats["name"]] = stats
+        wanted = f"db{version}-"
+        ok = len(seen) >= replicas and (
+            version < 0 or all(s["reference_version"].startswith(wanted) for s in seen.values())
+        )
+        if not ok:
+            time.sleep(0.5)
+    print(json.dumps(seen))
+    ray.shutdown()
+    sys.exit(0 if ok else 1)
 
 
 class ReplicaWatch:
@@ -1066,24 +1088,12 @@ async def stack_phase(
                 f"  {len(tenant_ids)} tenants and {prefixes:,} monitored prefixes created "
                 f"through the API in {time.perf_counter() - started:.1f} s"
             )
-            replicas = await asyncio.to_thread(detector_replicas, stack)
-            with Detectors(stack) as detectors:
-                waited = await detectors.wait_reference(
-                    asyncpg_dsn(stack.endpoints.database_url), replicas
-                )
-                log(
-                    f"  every detector replica has the new reference "
-                    f"({waited:.1f} s after the API calls)"
-                )
-                log(f"  bgpo ingest replay {path.name} ({labels['messages']:,} messages)")
-                await Watch(stack, path, labels, tenant_ids, run)(timeout_s)
-                for stats in (await detectors.stats(replicas, tries=8)).values():
-                    log(
-                        f"  {stats['name']}: partitions {stats['partitions']}, "
-                        f"{stats['updates']:,} updates, {stats['conflicts_written']:,} "
-                        f"conflict writes, errors {stats['detector_errors']}, "
-                        f"dead letters {stats['dead_letters']}, busy {stats['busy_s']:.0f} s"
-                    )
+            detectors = Detectors(stack, await asyncio.to_thread(detector_replicas, stack))
+            waited = await detectors.wait_reference(asyncpg_dsn(stack.endpoints.database_url))
+            log(f"  every detector replica has the new reference ({waited:.1f} s later)")
+            log(f"  bgpo ingest replay {path.name} ({labels['messages']:,} messages)")
+            await Watch(stack, path, labels, tenant_ids, run)(timeout_s)
+            await log_detector_stats(detectors)
             for line in serve_log_lines(stack):
                 log(f"  log {line}")
         except (SystemExit, Exception) as exc:  # report it, and still print the JSON line
@@ -1096,6 +1106,24 @@ async def stack_phase(
             except (SystemExit, Exception) as exc:
                 log(f"  bgpo down failed: {exc}")
     return run
+
+
+async def log_detector_stats(detectors: Detectors) -> None:
+    """What each replica did (diagnostics: a failure here is reported, not raised)."""
+    try:
+        replicas = await detectors.stats()
+    except Exception as exc:
+        log(f"  detector stats unavailable: {exc}"[:500])
+        return
+    for stats in replicas.values():
+        log(
+            f"  {stats['name']}: partitions {stats['partitions']}, {stats['updates']:,} "
+            f"updates, {stats['conflicts_written']:,} conflict writes, errors "
+            f"{stats['detector_errors']}, dead letters {dict(stats['dead_letters'])}, busy "
+            f"{stats['busy_s']:.0f} s, last checkpoint {stats['checkpoint_ms']:.0f} ms, "
+            f"slowest recent batches (ms) "
+            f"{sorted(b[1] for b in stats['slow_batches'])[-3:]}"
+        )
 
 
 def detector_replicas(stack: Stack) -> int:
@@ -1455,10 +1483,6 @@ def main() -> None:
         help="a stack phase gives up this long after the replay's start",
     )
     args = parser.parse_args()
-    if {"ingest-path", "storm"} & set(args.phases):
-        # The stacks' Ray heads require Ray's token (their default), and Ray reads the
-        # mode once, when it is imported: set before any phase imports it.
-        os.environ["RAY_AUTH_MODE"] = "token"
     result = asyncio.run(main_async(args))
     print(json.dumps(result))
     sys.stdout.flush()
