@@ -458,7 +458,8 @@ class Bench:
 def ensure_stream(folder: Path, storm: bool, size: int, seed: int) -> tuple[Path, dict[str, Any]]:
     """The RIS Live file (and its labels) of this size and seed, generated when missing."""
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / (f"storm-{size}-seed{seed}.jsonl" if storm else f"ris-{size}-seed{seed}.jsonl")
+    name = f"{'storm' if storm else 'ris'}-{size}-table{ris_stream.TABLE}-seed{seed}.jsonl"
+    path = folder / name
     labels_file = ris_stream.labels_path(path)
     if path.exists() and labels_file.exists():
         labels = orjson.loads(labels_file.read_bytes())

@@ -17,23 +17,25 @@ The world is drawn from the seed, independently of the project's simulator:
 - 80,000 peers (IPv4 and IPv6) on 24 RIS collectors (rrc00, rrc01, rrc03-07,
   rrc10-26), peer ASNs from a pool of 12,000 networks; some peers far noisier
   than others;
-- a table of 500,000 unowned prefixes (80 % IPv4, /24s the most common; IPv6 /48s
-  and /32s) from 60,000 origin ASNs with a heavy-tailed prefix count, 4 % of the
-  prefixes announced by two or three origins (anycast and multi-homing: MOAS);
+- a table of 1,000,000 unowned prefixes, about the size of today's default-free zone
+  (80 % IPv4, /24s the most common; IPv6 /48s and /32s), from 60,000 origin ASNs with
+  a heavy-tailed prefix count, 4 % of the prefixes announced by two or three origins
+  (anycast and multi-homing: MOAS); some prefixes churn far more than others;
 - 5 tenants owning 1,000 monitored prefixes (IPv4 and IPv6, non-overlapping, some with
   a max length that allows more-specifics, which their own origins then announce);
 
-and the stream from it: announcements grouped per origin (1 to 40 prefixes a
-message), paths of 2 to 7 hops through tier-1 and transit networks with prepending,
-an AS_SET now and then, private ASNs inside some paths, path changes (every message
-draws a new path), withdrawals of what a peer announced earlier, peers going down
-and coming back with a table burst (RIS_PEER_STATE), a few OPEN/KEEPALIVE/NOTIFICATION
-messages, a few bogon prefixes, and a few malformed lines (truncated JSON, ris_error,
-a missing peer ASN, an impossible prefix). Hijacks of monitored prefixes (exact
-prefix by another origin, or a more-specific by another origin) are spread through
-the stream, each seen by 1 to 30 peers over the next few thousand messages and
-withdrawn later; the LAST line of the file is the first and only message of one more
-hijack, so a benchmark that waits for its conflict has waited for the whole file.
+and the stream from it: announcements grouped per origin (1 to 13 prefixes a
+message, 2.4 updates a message on average), paths of 2 to 7 hops through tier-1 and
+transit networks with prepending, an AS_SET now and then, private ASNs inside some
+paths, path changes (every message draws a new path), withdrawals of what a peer
+announced earlier, peers going down and coming back with a table burst
+(RIS_PEER_STATE), a few OPEN/KEEPALIVE/NOTIFICATION messages, a few bogon prefixes,
+and a few malformed lines (truncated JSON, ris_error, a missing peer ASN, an
+impossible prefix). Hijacks of monitored prefixes (exact prefix by another origin,
+or a more-specific by another origin) are spread through the stream, each seen by 1
+to 30 peers over the next few thousand messages and withdrawn later; the LAST line
+of the file is the first and only message of one more hijack, so a benchmark that
+waits for its conflict has waited for the whole file.
 
 ``--storm`` writes a second kind of file: the victims' table, then normal traffic,
 then within two minutes of recorded time one network originating ``--storm-pairs``
@@ -60,6 +62,7 @@ from bgp_orchestrator.reference.bogons import bogon_prefix
 COLLECTORS = ["rrc00", "rrc01"] + [f"rrc{n:02d}" for n in (3, 4, 5, 6, 7, *range(10, 27))]
 TIER1 = [3356, 1299, 174, 2914, 3257, 6762, 6939, 6453, 3491, 1273, 5511, 701, 7018, 6461, 6830]
 PRIVATE_ASNS = (64512, 65534, 4_200_000_000, 4_294_967_294)
+TABLE = 1_000_000  # unowned prefixes: about the default-free zone (IPv4 and IPv6)
 BASE_TIME = 1_711_929_600.0  # 2024-04-01 00:00 UTC
 RECORDED_RATE = 400.0  # messages per second of recorded time (the timestamps)
 V4_LENGTHS = {24: 60, 23: 8, 22: 10, 21: 5, 20: 5, 19: 4, 18: 2, 17: 2, 16: 3, 15: 1}
@@ -156,7 +159,7 @@ class World:
     """Peers, networks, the unowned table and the tenants, all drawn from one seed."""
 
     def __init__(
-        self, seed: int, peers: int = 80_000, table: int = 500_000, monitored: int = 1000
+        self, seed: int, peers: int = 80_000, table: int = TABLE, monitored: int = 1000
     ) -> None:
         rng = random.Random(seed)
         self.rng = rng
@@ -655,7 +658,7 @@ def generate(
     messages: int = 1_000_000,
     seed: int = 1,
     peers: int = 80_000,
-    table: int = 500_000,
+    table: int = TABLE,
     monitored: int = 1000,
     hijacks: int = 100,
 ) -> dict[str, Any]:
@@ -686,7 +689,7 @@ def generate_storm(
     pairs: int = 200_000,
     seed: int = 1,
     peers: int = 80_000,
-    table: int = 500_000,
+    table: int = TABLE,
     monitored: int = 1000,
     hijacks: int = 20,
     prelude: int = 50_000,
@@ -767,7 +770,7 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=1_000_000)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--peers", type=int, default=80_000)
-    parser.add_argument("--table", type=int, default=500_000, help="unowned prefixes")
+    parser.add_argument("--table", type=int, default=TABLE, help="unowned prefixes")
     parser.add_argument("--monitored", type=int, default=1000)
     parser.add_argument("--hijacks", type=int, default=None, help="default 100, storm 20")
     parser.add_argument("--storm", action="store_true", help="write the storm file instead")
