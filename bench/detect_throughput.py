@@ -854,6 +854,7 @@ class StackRun:
     missing: int | None = None
     complete: bool = False
     error: str | None = None  # the phase failed before it could measure
+    load_avg: float | None = None  # the machine's 1-minute load average at the replay's start
 
     @property
     def start(self) -> float:
@@ -961,6 +962,8 @@ class Watch:
 
     async def _replay(self, lag: LagWatch, out: Any, timeout_s: float) -> None:
         run = self.run
+        run.load_avg = os.getloadavg()[0]  # a shared machine: say how busy it was
+        log(f"  load average {run.load_avg:.2f} at the start of the replay")
         run.launched = time.time()
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "bgp_orchestrator.cli.main", "ingest", "replay", str(self.path),
@@ -1031,6 +1034,7 @@ class Watch:
         run.missing = expected - found
         for event in self.replicas.events[-20:]:
             log(f"  serve: {event}")
+        log(f"  load average {os.getloadavg()[0]:.2f} at the end")
         if not conflicts.complete:
             self._missing(lag.last)
 
@@ -1222,6 +1226,7 @@ def stack_keys(prefix: str, run: StackRun | None) -> dict[str, Any]:
         f"{prefix}_missing": run.missing,
         f"{prefix}_timed_out": run.timed_out,
         f"{prefix}_error": run.error,
+        f"{prefix}_load_avg": round(run.load_avg, 2) if run.load_avg is not None else None,
     }
 
 
