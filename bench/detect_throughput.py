@@ -1059,17 +1059,18 @@ class Watch:
 
 
 def serve_log_lines(stack: Stack, limit: int = 25) -> list[str]:
-    """Lines of the Serve controller and detector replica logs about health checks,
-    replacements and errors: why replicas were replaced."""
+    """Warnings and errors of the Serve controller and detector replica logs about the
+    detectors (failed health checks, stopped replicas): why replicas were replaced."""
     folder = stack.ray_logs / "serve"
-    pattern = re.compile(r"health|unhealthy|died|replac|restart|Traceback|ERROR|exception", re.I)
+    pattern = re.compile(r"^(WARNING|ERROR)|Error:|Traceback")
     lines: list[str] = []
     for f in sorted(folder.glob("controller_*.log")) + sorted(
         folder.glob("replica_detector_*.log")
     ):
         with contextlib.suppress(OSError):
             for line in f.read_text(errors="replace").splitlines():
-                if pattern.search(line) and ("Detector" in line or "replica_detector" in f.name):
+                about = "Detector" in line or "detection" in line or "replica_" in f.name
+                if about and pattern.search(line):
                     lines.append(f"{f.name}: {line.strip()[:400]}")
     return lines[-limit:]
 
@@ -1101,6 +1102,7 @@ async def stack_phase(
             await log_detector_stats(detectors)
             for line in serve_log_lines(stack):
                 log(f"  log {line}")
+            log(f"  the stack's Ray logs stay in {stack.ray_logs.parents[1]}")
         except (SystemExit, Exception) as exc:  # report it, and still print the JSON line
             run.error = f"{type(exc).__name__}: {exc}"[:2000]
             log(f"{name} failed: {run.error}")
