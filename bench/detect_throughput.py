@@ -511,6 +511,8 @@ class InProcess:
 
 
 def in_process(path: Path, labels: dict[str, Any], batch_size: int = 2000) -> InProcess:
+    """Every line through ``parse_line`` and one ``Pipeline`` (the reference built from
+    the labels as ``single_process`` builds its own), the distinct conflicts scored."""
     ref = scenario.reference_from_json(reference_json(labels), "bench-ingest-path")
     slugs = {n: t["slug"] for n, t in enumerate(labels["tenants"], start=1)}
     pipeline = Pipeline(ref)
@@ -571,9 +573,8 @@ async def create_inventory(api_url: str, labels: dict[str, Any]) -> dict[str, in
 
         for tenant in labels["tenants"]:
             slug = tenant["slug"]
-            ids[slug] = (await post("/api/v1/tenants", {"slug": slug, "name": tenant["name"]}))[
-                "id"
-            ]
+            created = await post("/api/v1/tenants", {"slug": slug, "name": tenant["name"]})
+            ids[slug] = created["id"]
             for asn in tenant["asns"]:
                 await post("/api/v1/asns", {"asn": asn, "name": f"{tenant['name']} AS{asn}"}, slug)
         in_flight = asyncio.Semaphore(8)
