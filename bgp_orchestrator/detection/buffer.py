@@ -2,9 +2,11 @@
 
 Tenant conflicts (a hijack of a customer's prefix) are written after every
 batch, before anything else: they are few and they are what an operator is
-paged for. Global observations are merged per row in an open buffer; at each
-commit point the buffer is closed into a *segment* that remembers the
-positions it covers, and segments are written oldest first, at most
+paged for. Global observations are merged per row in an open buffer, which
+is closed into a *segment* that remembers the positions it covers whenever
+the writer is idle (so, in quiet times, after every batch: low latency) and
+at each commit point (so, in a storm, once a second: more observations merged
+per row). Segments are written oldest first, at most
 ``rows_per_step`` rows per step of the consume loop, so that a storm of
 200,000 rows never holds the loop (or the tenant conflicts behind it) for
 longer than one bounded statement. A segment's positions become committable
