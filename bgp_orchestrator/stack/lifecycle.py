@@ -275,10 +275,9 @@ async def _consumer_groups(settings: Settings, ep: Endpoints) -> list[Component]
             except Exception as exc:  # a status, never a crash
                 out.append(Component(name, False, f"cannot read its progress: {exc}"))
                 continue
-            stalled = lag.stalled()
-            out.append(
-                Component(name, not stalled, lag.describe(), "stalled" if stalled else None)
-            )
+            stalled, waiting = lag.stalled(), lag.waiting()
+            state = "stalled" if stalled else "waiting" if waiting else None
+            out.append(Component(name, not (stalled or waiting), lag.describe(), state))
     finally:
         await client.aclose()
     return out

@@ -53,6 +53,17 @@ class GroupLag:
         now = now or time.time()
         return [p for p in self.partitions if p.stalled(self.stall_after_s, now)]
 
+    def waiting(self, now: float | None = None) -> dict[str, list[int]]:
+        """Outages the group's consumers are waiting out now: cause -> partitions (records
+        older than a minute are a dead consumer's, and count as stalls instead)."""
+        now = now or time.time()
+        out: dict[str, list[int]] = {}
+        for p in self.partitions:
+            published = p.published
+            if published is not None and published.outage and now - published.seen_at < 60:
+                out.setdefault(published.outage, []).append(p.partition)
+        return out
+
     def describe(self, now: float | None = None) -> str:
         now = now or time.time()
         lagging = [p for p in self.partitions if p.lag]
@@ -76,6 +87,8 @@ class GroupLag:
                 f"{now - at:.0f}s ago on partition {partition} "
                 "(the broker lost its log: state rebuilt from the new one)"
             )
+        for cause, partitions in self.waiting(now).items():
+            text += f"; waiting on partitions {partitions}: {cause}"
         for p in self.stalled(now):
             seconds = p.since_progress(now)
             if p.published is None:

@@ -83,6 +83,8 @@ class PublishedProgress:
     state: str
     #: when the consumer last found this partition's log reset (the broker lost it)
     reset_at: float | None = None
+    #: the dependency failure the consumer is waiting out (None: none)
+    outage: str | None = None
 
 
 class ProgressStore:
@@ -117,6 +119,7 @@ class ProgressStore:
                     "seen_at": now,
                     "owner": owner,
                     "state": p.state if note is None else f"{p.state}: {note}"[:300],
+                    "outage": note,
                     "reset_at": (resets or {}).get(p.partition),
                 }
             )
@@ -140,6 +143,7 @@ class ProgressStore:
                     str(data.get("owner", "")),
                     str(data.get("state", "")),
                     data.get("reset_at"),
+                    data.get("outage"),
                 )
             except (ValueError, KeyError, TypeError, orjson.JSONDecodeError):
                 log.warning("ignoring an unreadable progress record %r in %s", field_name, self.key)

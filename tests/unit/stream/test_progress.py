@@ -57,7 +57,9 @@ async def test_published_progress_reads_back_with_its_note() -> None:
 
 
 def published(partition: int, progress_at: float) -> PublishedProgress:
-    return PublishedProgress(partition, 10, 20, progress_at, progress_at, "w1", "paused: PG down")
+    return PublishedProgress(
+        partition, 10, 20, progress_at, 995.0, "w1", "paused: PG down", outage="PG down"
+    )
 
 
 def test_status_names_stalled_partitions_and_their_cause() -> None:
@@ -79,3 +81,6 @@ def test_status_names_stalled_partitions_and_their_cause() -> None:
     assert "partition 1 stalled: 20 records behind, no progress for 100s" in text
     assert "paused: PG down" in text
     assert "partition 3 stalled: 5 records behind, no consumer has reported on it" in text
+    assert group.waiting(now=1000.0) == {"PG down": [0, 1, 2]}
+    assert "waiting on partitions [0, 1, 2]: PG down" in text
+    assert group.waiting(now=2000.0) == {}  # a minute without news: a dead consumer
