@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bgp_orchestrator.bgp.prefix import format_net, parse_net
+from bgp_orchestrator.bgp.prefix import format_net, parse_net, remember_bucket
 from bgp_orchestrator.bgp.recent import Recent
 from bgp_orchestrator.bgp.update import AsPath, AsPathElement
 from bgp_orchestrator.errors import BgpoError
@@ -49,9 +49,11 @@ def canonical_prefix(text: object) -> str:
     elif not isinstance(text, str):
         raise Malformed("invalid-prefix", f"prefix must be a string, got {type(text).__name__}")
     try:
-        canonical = format_net(parse_net(text.strip()))
+        net = parse_net(text.strip())
     except ValueError as exc:
         raise Malformed("invalid-prefix", str(exc), "prefix", text) from None
+    canonical = format_net(net)
+    remember_bucket(canonical, net)  # the publisher's partition key, while it is at hand
     if type(text) is str:  # a str subclass may hash or compare differently: not remembered
         # the input object when it is already canonical: one string for both
         _prefixes.remember(text, text if canonical == text else canonical)
