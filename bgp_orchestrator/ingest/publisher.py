@@ -439,11 +439,13 @@ class UpdatePublisher:
         self, topic: str, partition: int, count: int, attempts: int, exc: BaseException
     ) -> BgpoError:
         what = "dead letters" if topic == self.dlq_topic else "updates"
+        name = type(exc).__name__
+        cause = str(exc) if str(exc).startswith(name) else f"{name}: {exc}"  # aiokafka's have it
         return PublishFailed(
             "kafka-publish-failed",
             f"the Kafka broker at {self.bootstrap} did not acknowledge {count} {what} for "
-            f"{topic} partition {partition} after {attempts} attempt(s) "
-            f"({type(exc).__name__}: {exc}); check the broker (BGPO_KAFKA_BOOTSTRAP_SERVERS)",
+            f"{topic} partition {partition} after {attempts} attempt(s) ({cause}); "
+            "check the broker (BGPO_KAFKA_BOOTSTRAP_SERVERS)",
             "partition",
             partition,
             {
@@ -451,7 +453,7 @@ class UpdatePublisher:
                 "topic": topic,
                 "partition": partition,
                 "attempts": attempts,
-                "cause": f"{type(exc).__name__}: {exc}",
+                "cause": cause,
             },
         )
 
