@@ -15,6 +15,7 @@ from bgp_orchestrator.bgp.recent import Recent
 
 _INET = socket.AF_INET
 _INET6 = socket.AF_INET6
+_new = tuple.__new__  # a NamedTuple without its keyword-handling constructor
 
 # A prefix and all its more-specifics land in the same bucket (hence the same
 # Kafka partition and detector): the covering /16 (IPv4) or /32 (IPv6), or
@@ -54,7 +55,7 @@ def parse_net(text: str) -> Net:
         raise ValueError(f"invalid prefix length in {text!r}")
     if value & ((1 << (width - length)) - 1):
         raise ValueError(f"host bits set in {text!r}")
-    return Net(afi, value, length)
+    return _new(Net, (afi, value, length))
 
 
 def format_net(net: Net) -> str:
@@ -87,8 +88,14 @@ def bucket_of(text: str) -> str:
 
 
 def _bucket_hash(net: Net) -> int:
-    b = bucket(net)
-    return zlib.crc32(b.value.to_bytes(16, "big") + bytes((b.afi, b.length)))
+    """CRC-32 of the bucket's (value, afi, length): :func:`bucket` without building it."""
+    afi, value, length = net
+    bucket_length = BUCKET_LENGTH[afi]
+    if length > bucket_length:
+        shift = WIDTH[afi] - bucket_length
+        value = (value >> shift) << shift
+        length = bucket_length
+    return zlib.crc32(value.to_bytes(16, "big") + bytes((afi, length)))
 
 
 #: Canonical prefix texts seen recently -> the hash of their bucket (the partition key).

@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -56,19 +55,22 @@ class Subscription:
 
 
 class SeenIds:
-    """The ids of the last ``size`` messages, to drop repeats after a reconnect."""
+    """The ids of at least the last ``size`` messages (at most twice that), to drop
+    repeats after a reconnect: two generations of sets, the older dropped when the
+    younger fills up (a set lookup per message instead of an ordered dict's upkeep)."""
 
     def __init__(self, size: int = 200_000) -> None:
         self.size = size
-        self._ids: OrderedDict[str, None] = OrderedDict()
+        self._young: set[str] = set()
+        self._old: set[str] = set()
 
     def add(self, message_id: str) -> bool:
         """True if the id is new."""
-        if message_id in self._ids:
+        if message_id in self._young or message_id in self._old:
             return False
-        self._ids[message_id] = None
-        if len(self._ids) > self.size:
-            self._ids.popitem(last=False)
+        self._young.add(message_id)
+        if len(self._young) >= self.size:
+            self._old, self._young = self._young, set()
         return True
 
 
@@ -94,7 +96,7 @@ class RisLiveClient:
         max_backoff_s: float = 60.0,
         on_reconnect: Callable[[int, float], None] | None = None,
         shard: Shard | None = None,
-        max_batch: int = 2000,
+        max_batch: int = 500,
     ) -> None:
         self.url = url
         self.subscription = subscription
