@@ -146,3 +146,51 @@ def test_start_at_and_a_peer_filter_skip_records_without_changing_the_others(
         else:
             assert ours.updates == full.updates and (ours.error is None) == (full.error is None)
     assert {u.peer_address for r in mine for u in r.updates} == {keep}
+
+
+@pytest.mark.parametrize(
+    "name",
+    sorted(
+        {
+            "ris.rrc06.updates.1427846400.gz",
+            "routeviews.route-views.jinx.updates.1427846400.bz2",
+            "rrc01_2000.11_updates.20001104.0124.gz",  # corrupted records
+            "rrc03_2010.02_updates.20100227.1600.first-796-records.gz",  # Quagga states 7/8
+            "rrc15_2010.02_updates.20100227.1610.gz",
+            "updates.20020722.2238.gz",
+            "updates.20070211.0141.gz",
+            "updates.20100722.2015.gz",
+            "updates.20160811.1600.gz",
+            "updates.et-header.2015.gz",  # BGP4MP_ET
+            "updates.long_withdrawal.gz",
+        }
+    ),
+)
+def test_the_fast_decoder_gives_what_mrtparse_gives(bgp_data: Path, name: str) -> None:
+    """Record by record: updates, state changes, errors and their reasons."""
+    import itertools
+
+    from bgp_orchestrator.bgp.parsers import bgp4mp
+
+    path = bgp_data / "mrt" / name
+    fast_records = 0
+    original = bgp4mp.decode
+
+    def counted(*args: object) -> object:
+        nonlocal fast_records
+        result = original(*args)  # type: ignore[arg-type]
+        fast_records += result is not None
+        return result
+
+    def outcome(record: mrt.Record) -> tuple[object, ...]:
+        error = record.error
+        return (record.position, record.updates, record.state_change, error and error.message)
+
+    limit = 15_000
+    slow = [outcome(r) for r in itertools.islice(mrt.read(path, fast=False), limit)]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(bgp4mp, "decode", counted)
+        fast = [outcome(r) for r in itertools.islice(mrt.read(path), limit)]
+    assert fast == slow
+    # and it did the work (older dumps hold many KEEPALIVE/OPEN records: mrtparse's)
+    assert fast_records > len(slow) / 3
