@@ -338,3 +338,64 @@ def test_a_replay_that_loses_its_broker_says_where_to_resume_and_loses_nothing(
     assert resumed.exit_code == 0, resumed.output
     stored = {u for us in _updates(bootstrap, topic).values() for u in us}
     assert set(expected) <= stored  # the two runs together published the whole file
+
+
+def _exabgp_update(n: int) -> str:
+    return json.dumps(
+        {
+            "exabgp": "5.0.0",
+            "time": 1_700_000_000 + n,
+            "type": "update",
+            "neighbor": {
+                "address": {"local": "127.0.0.1", "peer": "127.0.0.2"},
+                "asn": {"local": 65000, "peer": 64500},
+                "direction": "receive",
+                "message": {
+                    "update": {
+                        "attribute": {"origin": "igp", "as-path": [64500, 3356]},
+                        "announce": {"ipv4 unicast": {"127.0.0.2": [{"nlri": f"10.{n}.0.0/16"}]}},
+                    }
+                },
+            },
+        }
+    )
+
+
+def _stored_prefixes(bootstrap: str, topic: str) -> set[str]:
+    try:
+        return {u.prefix for us in _updates(bootstrap, topic).values() for u in us}
+    except TypeError:  # no such topic yet: the collector is still starting
+        return set()
+
+
+def test_the_exabgp_collector_publishes_each_message_without_waiting_for_more(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """A live collector: an update is in the topic well before its next one arrives."""
+    topic = f"exabgp-{uuid.uuid4().hex[:8]}"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bgp_orchestrator.cli.main", "ingest", "exabgp"],
+        env=_env(kafka_bootstrap, topic, tmp_path),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert process.stdin is not None
+    delays = []
+    try:
+        for n in range(3):
+            written = time.monotonic()
+            process.stdin.write(_exabgp_update(n) + "\n")
+            process.stdin.flush()
+            while f"10.{n}.0.0/16" not in _stored_prefixes(kafka_bootstrap, topic):
+                assert time.monotonic() - written < 20, f"update {n} not published"
+                time.sleep(0.05)
+            delays.append(time.monotonic() - written)
+        output, _ = process.communicate(timeout=60)  # closes stdin: the input ends
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, output
+    assert max(delays[1:]) < 1.0, delays  # once started, each message at once
+    assert "updates published" in output and " 3 " in output
