@@ -87,10 +87,19 @@ def _rislive_chunks(path: Path, start_at: int, shard: Shard | None) -> Iterator[
     parse = rislive.parse_line
     owns = shard.owns_message if shard is not None else None
     with _open_binary(path) as f:
-        number = sum(1 for _ in islice(f, start_at - 1))
-        while True:
-            lines = list(islice(f, JSONL_CHUNK))
-            if not lines:
+        number = 0
+        broken: Exception | None = None
+        try:
+            number = sum(1 for _ in islice(f, start_at - 1))
+        except (EOFError, OSError) as exc:
+            broken = exc
+        while broken is None:
+            lines: list[bytes] = []
+            try:
+                lines.extend(islice(f, JSONL_CHUNK))  # keeps what it read if it fails
+            except (EOFError, OSError) as exc:  # e.g. a gzip file cut short
+                broken = exc
+            if not lines and broken is None:
                 return
             updates: list[Update] = []
             dead: list[DeadLetter] = []
@@ -114,6 +123,10 @@ def _rislive_chunks(path: Path, start_at: int, shard: Shard | None) -> Iterator[
                             error = again
                     where = f"{path.name}:{number}"
                     dead.append(DeadLetter.from_error(error, "rislive-file", where, text))
+            if broken is not None and (shard is None or shard.owns_position(number + 1)):
+                reason = f"the file ends early after line {number}: {broken}"
+                where = f"{path.name}:{number + 1}"
+                dead.append(DeadLetter("truncated-input", reason, "rislive-file", where))
             yield Chunk(updates, dead, number, len(lines))
 
 

@@ -199,3 +199,19 @@ def test_pacer_slices_keep_order_and_spread_by_rate_or_recorded_time() -> None:
     coarse = Pacer(speedup=10, tick=0.25).slices(updates)
     assert [u for _, part in coarse for u in part] == updates and 2 <= len(coarse) <= 3
     assert Pacer().slices(updates) == [(0.0, updates)] and not Pacer().active
+
+
+def test_a_compressed_file_cut_short_ends_with_a_dead_letter(feed: Path, tmp_path: Path) -> None:
+    import gzip
+
+    packed = gzip.compress(feed.read_bytes())
+    cut = tmp_path / "cut.jsonl.gz"
+    cut.write_bytes(packed[: len(packed) // 2])
+    chunks = list(replay_chunks(cut))
+    updates, dead = _collect(chunks)
+    assert dead[-1][0] == "truncated-input" and len(updates) > 1000
+    assert int(dead[-1][1].split(":")[1]) == chunks[-1].position + 1
+    whole, _ = _collect(list(replay_chunks(feed)))
+    assert updates == whole[: len(updates)]  # what was read before the cut is all there
+    shards = [_collect(list(replay_chunks(cut, shard=Shard(i, 2))))[1] for i in (1, 2)]
+    assert sum(code == "truncated-input" for part in shards for code, _ in part) == 1
