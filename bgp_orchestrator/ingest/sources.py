@@ -26,9 +26,11 @@ from bgp_orchestrator.errors import ConfigurationError
 from bgp_orchestrator.ingest.deadletter import DeadLetter
 from bgp_orchestrator.ingest.shard import Shard
 
-#: Lines of a RIS Live file, and records of an MRT file, read and parsed at once
-#: (about 10 ms of work each: little latency, small per-chunk costs).
-JSONL_CHUNK = 500
+#: Lines of a RIS Live file, and records of an MRT file, read and parsed at once: a few
+#: ms of work, so per-chunk costs are small, and few enough updates that they are still
+#: in the CPU's caches when they are encoded (measured: 200 lines cost a quarter less
+#: CPU than 500, and 500 less than 1,000).
+JSONL_CHUNK = 200
 MRT_CHUNK = 128
 
 
