@@ -11,7 +11,6 @@ every partition, because every partition holds routes of that session.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
 
 import msgpack  # type: ignore[import-untyped]
 
@@ -20,17 +19,42 @@ from bgp_orchestrator.bgp.update import Kind, Update
 
 VERSION = 1
 _FIELDS = len(Update._fields)
-
-
-def _plain(update: Update) -> list[Any]:
-    row = list(update)
-    row[0] = int(update.kind)
-    return row
+_BATCH_HEAD = b"\x92" + msgpack.packb(VERSION)  # a 2-array: the version, then the rows
 
 
 def encode_batch(updates: Sequence[Update]) -> bytes:
-    data: bytes = msgpack.packb([VERSION, [_plain(u) for u in updates]], use_bin_type=True)
+    """``[VERSION, [row, ...]]``: each row the update's fields in order, ``kind`` as its
+    integer (msgpack writes an IntEnum as the int and a tuple as an array, so the
+    updates are packed as they are, in C, with no copy per update)."""
+    data: bytes = msgpack.packb(
+        [VERSION, updates if isinstance(updates, list) else list(updates)], use_bin_type=True
+    )
     return data
+
+
+def encode_rows(updates: Sequence[Update]) -> memoryview:
+    """The rows of ``updates`` as they appear inside a batch, without the batch's
+    framing: a fragment for :func:`join_rows`. Encoding each chunk of updates right
+    after it was parsed, while its objects are still in the CPU's caches, costs a
+    third of encoding them later, and a fragment holds far less memory than the
+    update objects."""
+    packed: bytes = msgpack.packb(
+        updates if isinstance(updates, list) else list(updates), use_bin_type=True
+    )
+    first = packed[0]  # the array's header: fixarray 0x9N, array 16 0xDC, array 32 0xDD
+    return memoryview(packed)[1 if first & 0xF0 == 0x90 else 3 if first == 0xDC else 5 :]
+
+
+def join_rows(count: int, fragments: Iterable[bytes | memoryview]) -> bytes:
+    """One record from fragments of ``count`` rows in all: byte for byte what
+    :func:`encode_batch` writes for the same updates."""
+    if count < 16:
+        header = bytes((0x90 | count,))
+    elif count < 0x10000:
+        header = b"\xdc" + count.to_bytes(2, "big")
+    else:
+        header = b"\xdd" + count.to_bytes(4, "big")
+    return b"".join([_BATCH_HEAD, header, *fragments])
 
 
 def decode_batch(data: bytes) -> list[Update]:
@@ -59,12 +83,13 @@ def is_route(update: Update) -> bool:
 
 def split_by_partition(updates: Iterable[Update], partitions: int) -> dict[int, list[Update]]:
     """Group updates per partition; session events are copied to every partition."""
-    from bgp_orchestrator.bgp.prefix import partition_for
+    from bgp_orchestrator.bgp.prefix import Partitioner
 
+    partition_of = Partitioner(partitions)
     groups: dict[int, list[Update]] = {}
     for update in updates:
         if update.prefix:
-            groups.setdefault(partition_for(update.prefix, partitions), []).append(update)
+            groups.setdefault(partition_of(update.prefix), []).append(update)
         else:
             for p in range(partitions):
                 groups.setdefault(p, []).append(update)

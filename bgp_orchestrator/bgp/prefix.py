@@ -11,8 +11,11 @@ import zlib
 from collections.abc import Iterator
 from typing import NamedTuple
 
+from bgp_orchestrator.bgp.recent import Recent
+
 _INET = socket.AF_INET
 _INET6 = socket.AF_INET6
+_new = tuple.__new__  # a NamedTuple without its keyword-handling constructor
 
 # A prefix and all its more-specifics land in the same bucket (hence the same
 # Kafka partition and detector): the covering /16 (IPv4) or /32 (IPv6), or
@@ -52,7 +55,7 @@ def parse_net(text: str) -> Net:
         raise ValueError(f"invalid prefix length in {text!r}")
     if value & ((1 << (width - length)) - 1):
         raise ValueError(f"host bits set in {text!r}")
-    return Net(afi, value, length)
+    return _new(Net, (afi, value, length))
 
 
 def format_net(net: Net) -> str:
@@ -84,11 +87,55 @@ def bucket_of(text: str) -> str:
     return format_net(bucket(parse_net(text)))
 
 
+def _bucket_hash(net: Net) -> int:
+    """CRC-32 of the bucket's (value, afi, length): :func:`bucket` without building it."""
+    afi, value, length = net
+    bucket_length = BUCKET_LENGTH[afi]
+    if length > bucket_length:
+        shift = WIDTH[afi] - bucket_length
+        value = (value >> shift) << shift
+        length = bucket_length
+    return zlib.crc32(value.to_bytes(16, "big") + bytes((afi, length)))
+
+
+#: Canonical prefix texts seen recently -> the hash of their bucket (the partition key).
+#: The parsers fill it when they first see a prefix (they parsed it anyway), so the
+#: publisher rarely parses a prefix again.
+_bucket_hashes: Recent[str, int] = Recent(1 << 18)
+
+
+def remember_bucket(text: str, net: Net) -> None:
+    """Note the bucket hash of a prefix a parser just parsed (``text`` its canonical form)."""
+    _bucket_hashes.remember(text, _bucket_hash(net))
+
+
+def bucket_hash(prefix_text: str) -> int:
+    """A stable hash of the prefix's bucket (CRC-32 of its value, AFI and length)."""
+    value = _bucket_hashes.recall(prefix_text)
+    if value is None:
+        value = _bucket_hash(parse_net(prefix_text))
+        _bucket_hashes.remember(prefix_text, value)
+    return value
+
+
 def partition_for(prefix_text: str, partitions: int) -> int:
     """The Kafka partition of a prefix: a stable hash of its bucket."""
-    b = bucket(parse_net(prefix_text))
-    key = b.value.to_bytes(16, "big") + bytes((b.afi, b.length))
-    return zlib.crc32(key) % partitions
+    return bucket_hash(prefix_text) % partitions
+
+
+class Partitioner:
+    """:func:`partition_for` for a number of partitions, for hot loops: they read
+    ``self.hashes.young.get(prefix)`` (a dictionary lookup; the parsers filled it) and
+    call the partitioner only when that misses."""
+
+    __slots__ = ("hashes", "partitions")
+
+    def __init__(self, partitions: int) -> None:
+        self.partitions = partitions
+        self.hashes = _bucket_hashes
+
+    def __call__(self, prefix_text: str) -> int:
+        return bucket_hash(prefix_text) % self.partitions
 
 
 def supernets(net: Net, lengths: tuple[int, ...]) -> Iterator[Net]:

@@ -3,26 +3,40 @@
 from __future__ import annotations
 
 import asyncio
+import shlex
 import signal
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from bgp_orchestrator.errors import BgpoError
 from bgp_orchestrator.ingest.publisher import PublishStats, UpdatePublisher, ensure_topics
+from bgp_orchestrator.ingest.shard import Shard
 from bgp_orchestrator.local.services import endpoints
 from bgp_orchestrator.settings import Settings
+
+if TYPE_CHECKING:
+    from bgp_orchestrator.ingest.sources import Chunk, Pacer
 
 ingest_app = typer.Typer(
     help="Feed BGP updates into Kafka (topic BGPO_KAFKA_TOPIC).", no_args_is_help=True
 )
 err = Console(stderr=True)
+
+#: How long a Kafka record may wait for the broker's acknowledgement (aiokafka retries
+#: within that), and how many times it is sent again after that before the command
+#: fails (kafka-publish-failed); the backoff doubles from PUBLISH_BACKOFF_S.
+PUBLISH_TIMEOUT_S = 15.0
+PUBLISH_RETRIES = 3
+PUBLISH_BACKOFF_S = 0.5
 
 
 def _settings() -> Settings:
@@ -36,16 +50,29 @@ def _fail(exc: BgpoError) -> typer.Exit:
     return typer.Exit(1)
 
 
-async def _publisher(settings: Settings) -> UpdatePublisher:
+async def _publisher(settings: Settings, *, eager: bool = False) -> UpdatePublisher:
     bootstrap = endpoints(settings).kafka_bootstrap_servers
     partitions = await ensure_topics(
         bootstrap, settings.kafka_topic, settings.kafka_dlq_topic, settings.kafka_partitions
     )
     publisher = UpdatePublisher(
-        bootstrap, settings.kafka_topic, settings.kafka_dlq_topic, partitions
+        bootstrap,
+        settings.kafka_topic,
+        settings.kafka_dlq_topic,
+        partitions,
+        eager=eager,
+        retries=PUBLISH_RETRIES,
+        retry_backoff_s=PUBLISH_BACKOFF_S,
+        request_timeout_s=PUBLISH_TIMEOUT_S,
     )
     await publisher.start()
     return publisher
+
+
+def _progress(*columns: TextColumn) -> Progress:
+    """A progress display that redraws itself four times a second; the commands update
+    its fields once per chunk or batch, never per message."""
+    return Progress(*columns, TimeElapsedColumn(), console=err, refresh_per_second=4)
 
 
 def _summary(title: str, stats: PublishStats, extra: dict[str, object] | None = None) -> None:
@@ -69,6 +96,109 @@ def _summary(title: str, stats: PublishStats, extra: dict[str, object] | None = 
     err.print(table)
 
 
+def _shard(shard: str | None, shard_by: str) -> Shard | None:
+    if shard is None:
+        if shard_by != "peer":
+            err.print("[red]error[/]: --shard-by needs --shard K/N")
+            raise typer.Exit(2)
+        return None
+    try:
+        return Shard.parse(shard, shard_by)
+    except BgpoError as exc:
+        err.print(f"[red]error[/] ({exc.code}): {exc.message}")
+        raise typer.Exit(2) from None
+
+
+ShardOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Publish only shard K of N (e.g. 2/4), so that N processes share one feed; "
+        "each peer (or collector) belongs to one shard, so its updates keep their order"
+    ),
+]
+ShardByOption = Annotated[
+    str, typer.Option("--shard-by", help="What --shard divides: peer or collector")
+]
+
+
+class _Replay:
+    """One replay's state, for the summary and for the resume hint on failure."""
+
+    def __init__(self, file: Path, argv: list[str], start_at: int) -> None:
+        self.file = file
+        self.argv = argv
+        self.start_at = start_at
+        self.read = 0
+        self.position = start_at - 1
+        self.publisher: UpdatePublisher | None = None
+        self.unit = "line"
+
+    def resume_hint(self, why: str) -> None:
+        acknowledged = self.publisher.acknowledged if self.publisher is not None else None
+        if isinstance(acknowledged, int):
+            done = f"everything up to {self.unit} {acknowledged:,} of {self.file} was acknowledged"
+            resume = acknowledged + 1
+        else:
+            done = f"nothing after {self.unit} {self.start_at - 1:,} was acknowledged"
+            resume = self.start_at
+        command = shlex.join(["bgpo", "ingest", "replay", *self.argv, "--start-at", str(resume)])
+        err.print(f"[yellow]{why}[/]: {escape(done)}; resume with:\n  {escape(command)}")
+
+    async def publish(
+        self,
+        publisher: UpdatePublisher,
+        chunks: Iterable[Chunk],
+        pacer: Pacer,
+        stop: asyncio.Event,
+        shard: Shard | None,
+    ) -> None:
+        """Publish chunk after chunk (each tagged with its position) until the end or
+        ``stop``, then wait until the broker acknowledged everything."""
+        stats = publisher.stats
+        with _progress(
+            TextColumn("[bold]{task.description}"),
+            TextColumn(
+                f"{{task.fields[read]:,}} {self.unit}s read, {{task.fields[updates]:,}} "
+                "updates acknowledged, {task.fields[dead]} dead letters"
+                + (f" (shard {shard})" if shard else "")
+            ),
+        ) as bar:
+            task = bar.add_task(self.file.name, total=None, read=0, updates=0, dead=0)
+            for chunk in chunks:
+                for letter in chunk.dead:
+                    await publisher.dead_letter(letter)
+                if pacer.active:
+                    for due, part in pacer.slices(chunk.updates):
+                        if not await pacer.wait(due, stop):
+                            break  # interrupted within the chunk: its end is not reached
+                        await publisher.publish(part)
+                    else:
+                        publisher.mark(chunk.position)
+                else:
+                    await publisher.publish(chunk.updates, chunk.position)
+                self.read += chunk.read
+                self.position = chunk.position
+                dead = sum(stats.dead_letters.values())
+                bar.update(task, read=self.read, updates=stats.updates, dead=dead)
+                if stop.is_set():
+                    break
+            await publisher.flush()
+            bar.update(task, updates=stats.updates, dead=sum(stats.dead_letters.values()))
+
+
+def _replay_argv(
+    file: Path, rate: float | None, speedup: float | None, shard: Shard | None
+) -> list[str]:
+    """The arguments that repeat this replay (for the resume hint)."""
+    argv = [str(file)]
+    for option, value in (("--rate", rate), ("--speedup", speedup)):
+        if value is not None:
+            argv += [option, f"{value:g}"]
+    if shard is not None:
+        argv += ["--shard", str(shard), "--shard-by", shard.by]
+    return argv
+
+
 @ingest_app.command()
 def replay(
     file: Annotated[
@@ -78,47 +208,79 @@ def replay(
         float | None, typer.Option(help="Updates per second (default: unthrottled)")
     ] = None,
     speedup: Annotated[float | None, typer.Option(help="Replay at N x the recorded time")] = None,
+    start_at: Annotated[
+        int,
+        typer.Option(
+            "--start-at",
+            min=1,
+            help="Begin at this line (RIS Live JSONL) or record (MRT), counted from 1 over "
+            "the whole file; a failed or interrupted replay prints the value to resume with",
+        ),
+    ] = 1,
+    shard: ShardOption = None,
+    shard_by: ShardByOption = "peer",
 ) -> None:
-    """Replay a file into Kafka; corrupted records go to the dead-letter topic with a reason."""
-    from bgp_orchestrator.ingest.sources import Pacer, replay_file
+    """Replay a file into Kafka; corrupted records go to the dead-letter topic with a reason.
+
+    Nothing is counted before the broker acknowledged it. When publishing fails, or on
+    Ctrl-C, the replay prints the line (or record) up to which everything was
+    acknowledged and the command that resumes after it (--start-at). Ctrl-C waits for
+    what was sent; a second Ctrl-C stops at once.
+    """
+    from bgp_orchestrator.ingest.sources import Pacer, file_kind, replay_chunks
 
     settings = _settings()
     if rate is not None and speedup is not None:
         err.print("[red]error[/]: give --rate or --speedup, not both")
         raise typer.Exit(2)
+    shard_spec = _shard(shard, shard_by)
+    state = _Replay(file, _replay_argv(file, rate, speedup, shard_spec), start_at)
 
-    async def run() -> PublishStats:
+    async def run() -> bool:
+        """True if it read the whole file, False if interrupted."""
+        chunks = replay_chunks(file, start_at=start_at, shard=shard_spec)
+        state.unit = "line" if file_kind(file) == "rislive" else "record"
         publisher = await _publisher(settings)
+        state.publisher = publisher
         pacer = Pacer(rate, speedup)
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        main = asyncio.current_task()
+
+        def interrupt() -> None:
+            if stop.is_set() and main is not None:
+                main.cancel()  # the second Ctrl-C: stop waiting for the broker
+            stop.set()
+
+        loop.add_signal_handler(signal.SIGINT, interrupt)
+        loop.add_signal_handler(signal.SIGTERM, interrupt)
         try:
-            with Progress(
-                TextColumn("[bold]{task.description}"),
-                BarColumn(),
-                TextColumn("{task.fields[updates]:,} updates, {task.fields[dead]} dead letters"),
-                TimeElapsedColumn(),
-                console=err,
-            ) as bar:
-                task = bar.add_task(file.name, total=None, updates=0, dead=0)
-                for item in replay_file(file):
-                    if item.dead is not None:
-                        await publisher.dead_letter(item.dead)
-                    if item.updates:
-                        await pacer.wait(item.updates)
-                        await publisher.publish(item.updates)
-                    bar.update(
-                        task,
-                        updates=publisher.stats.updates,
-                        dead=sum(publisher.stats.dead_letters.values()),
-                    )
-            return publisher.stats
-        finally:
-            await publisher.close()
+            await state.publish(publisher, chunks, pacer, stop, shard_spec)
+        except BaseException:
+            await publisher.close(flush=False)
+            raise
+        await publisher.close()
+        return not stop.is_set()
 
     try:
-        stats = asyncio.run(run())
+        complete = asyncio.run(run())
     except BgpoError as exc:
-        raise _fail(exc) from None
-    _summary(f"replayed {file}", stats)
+        err.print(f"[red]error[/] ({exc.code}): {exc.message}")
+        if state.publisher is not None:  # it had started publishing
+            state.resume_hint("replay failed")
+        raise typer.Exit(1) from None
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        state.resume_hint("interrupted")
+        raise typer.Exit(130) from None
+    assert state.publisher is not None
+    _summary(
+        f"replayed {file}" + (f" (shard {shard_spec} by {shard_spec.by})" if shard_spec else ""),
+        state.publisher.stats,
+        {f"{state.unit}s read": f"{state.read:,}", f"last {state.unit}": f"{state.position:,}"},
+    )
+    if not complete:
+        state.resume_hint("interrupted")
+        raise typer.Exit(130)
 
 
 @ingest_app.command()
@@ -138,7 +300,9 @@ def exabgp(
         loop = asyncio.get_running_loop()
         reader = asyncio.StreamReader()
         await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-        publisher = await _publisher(settings)
+        # eager: each message goes out as soon as its partition has nothing in flight
+        # (no linger), and what arrives meanwhile rides along with the next record
+        publisher = await _publisher(settings, eager=True)
         stop = asyncio.Event()
         loop.add_signal_handler(signal.SIGTERM, stop.set)
         try:
@@ -147,12 +311,13 @@ def exabgp(
                     await publisher.dead_letter(item.dead)
                 if item.updates:
                     await publisher.publish(item.updates)
-                    await publisher.flush()  # a collector's updates are few: no waiting
                 if stop.is_set():
                     break
-            return publisher.stats
-        finally:
-            await publisher.close()
+        except BaseException:
+            await publisher.close(flush=False)
+            raise
+        await publisher.close()
+        return publisher.stats
 
     try:
         stats = asyncio.run(run())
@@ -173,16 +338,20 @@ def rislive(
         str | None, typer.Option(help="AS path filter, e.g. '3356,174' or '^3356'")
     ] = None,
     duration: Annotated[float | None, typer.Option(help="Stop after N seconds")] = None,
+    shard: ShardOption = None,
+    shard_by: ShardByOption = "peer",
 ) -> None:
     """Stream RIPE RIS Live into Kafka, reconnecting with backoff without duplicates."""
     from bgp_orchestrator.ingest.rislive_client import RisLiveClient, Subscription
 
     settings = _settings()
+    shard_spec = _shard(shard, shard_by)
     subscription = Subscription(host, peer, prefix, more_specific, less_specific, path)
     client = RisLiveClient(
         url or settings.rislive_url,
         subscription,
         on_reconnect=lambda n, d: err.print(f"[yellow]connection lost[/], retry {n} in {d:.1f}s"),
+        shard=shard_spec,
     )
 
     async def run() -> PublishStats:
@@ -193,31 +362,46 @@ def rislive(
         loop.add_signal_handler(signal.SIGTERM, stop.set)
         if duration is not None:
             loop.call_later(duration, stop.set)
+        stats = publisher.stats
         try:
-            with Progress(
+            with _progress(
                 TextColumn("[bold]RIS Live"),
-                TextColumn("{task.fields[updates]:,} updates, {task.fields[dups]} repeats skipped"),
-                TimeElapsedColumn(),
-                console=err,
+                TextColumn(
+                    "{task.fields[frames]:,} messages, {task.fields[updates]:,} updates "
+                    "acknowledged, {task.fields[dups]} repeats skipped"
+                    + (f" (shard {shard_spec})" if shard_spec else "")
+                ),
             ) as bar:
-                task = bar.add_task("rislive", total=None, updates=0, dups=0)
-                async for item in client.items(stop):
-                    if item.dead is not None:
-                        await publisher.dead_letter(item.dead)
-                    if item.updates:
-                        await publisher.publish(item.updates)
-                    bar.update(task, updates=publisher.stats.updates, dups=client.duplicates)
-            return publisher.stats
-        finally:
-            await publisher.close()
+                task = bar.add_task("rislive", total=None, frames=0, updates=0, dups=0)
+                async for batch in client.batches(stop):
+                    for letter in batch.dead:
+                        await publisher.dead_letter(letter)
+                    if batch.updates:
+                        await publisher.publish(batch.updates)
+                    bar.update(
+                        task, frames=client.frames, updates=stats.updates, dups=client.duplicates
+                    )
+                await publisher.flush()
+        except BaseException:
+            await publisher.close(flush=False)
+            raise
+        await publisher.close()
+        return stats
 
     try:
         stats = asyncio.run(run())
     except BgpoError as exc:
         raise _fail(exc) from None
-    _summary(
-        "RIS Live", stats, {"connections": client.connections, "repeats skipped": client.duplicates}
-    )
+    extra: dict[str, object] = {
+        "messages": f"{client.frames:,}",
+        "connections": client.connections,
+        "repeats skipped": client.duplicates,
+    }
+    if shard_spec is not None:
+        extra[f"other shards' messages (shard {shard_spec} by {shard_spec.by})"] = (
+            f"{client.others:,}"
+        )
+    _summary("RIS Live", stats, extra)
 
 
 def simulate(
@@ -254,14 +438,20 @@ def simulate(
     settings = _settings()
     world = build(seed=seed, peers=peers, prefixes=prefixes)
     total = max(1, int(rate * duration)) if rate > 0 else max(1, int(duration * 100_000))
-    sim = Simulation(
-        world,
-        total=total,
-        rate=rate or 100_000.0,
-        incidents=incidents,
-        seed=seed,
-        start_time=time.time(),
-    )
+
+    def new_round(number: int) -> Simulation:
+        # every round's clock starts now: detectors judge recency by timestamp, and a
+        # later round must not travel back to the dataclass default (2023)
+        return Simulation(
+            world,
+            total=total,
+            rate=rate or 100_000.0,
+            incidents=incidents,
+            seed=seed + number,
+            start_time=time.time(),
+        )
+
+    sim = new_round(0)
 
     async def run() -> PublishStats:
         nonlocal sim
@@ -295,13 +485,7 @@ def simulate(
                     # a new round: the same world, new incidents (new hijackers, new keys)
                     round_number += 1
                     bar.remove_task(task)
-                    sim = Simulation(
-                        world,
-                        total=total,
-                        rate=rate or 100_000.0,
-                        incidents=incidents,
-                        seed=seed + round_number,
-                    )
+                    sim = new_round(round_number)
             return publisher.stats
         finally:
             await publisher.close()

@@ -1,14 +1,26 @@
-"""Shared helpers of the parsers: the Malformed error, prefix and path checks."""
+"""Shared helpers of the parsers: the Malformed error, prefix and path checks.
+
+A live feed repeats prefixes a lot (the same table flaps, every peer announces the
+same routes), so :func:`canonical_prefix` remembers the canonical form of the prefix
+texts it saw recently: a dictionary lookup instead of parsing and formatting again.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from bgp_orchestrator.bgp.prefix import format_net, parse_net
+from bgp_orchestrator.bgp.prefix import format_net, parse_net, remember_bucket
+from bgp_orchestrator.bgp.recent import Recent
 from bgp_orchestrator.bgp.update import AsPath, AsPathElement
 from bgp_orchestrator.errors import BgpoError
 
 ASN_MAX = 4_294_967_295
+_INT_ONLY = frozenset({int})
+
+#: Prefix texts seen recently -> their canonical form (a full table is ~1.2M prefixes;
+#: each generation holds up to this many, about 100 bytes each).
+PREFIX_CACHE_SIZE = 1 << 18
+_prefixes: Recent[str, str] = Recent(PREFIX_CACHE_SIZE)
 
 
 class Malformed(BgpoError):
@@ -27,12 +39,25 @@ class Malformed(BgpoError):
 
 def canonical_prefix(text: object) -> str:
     """Validate and normalise a prefix; Malformed if it is not one."""
-    if not isinstance(text, str):
+    if type(text) is str:
+        hit = _prefixes.young.get(text)
+        if hit is not None:
+            return hit
+        hit = _prefixes.recall(text)
+        if hit is not None:
+            return hit
+    elif not isinstance(text, str):
         raise Malformed("invalid-prefix", f"prefix must be a string, got {type(text).__name__}")
     try:
-        return format_net(parse_net(text.strip()))
+        net = parse_net(text.strip())
     except ValueError as exc:
         raise Malformed("invalid-prefix", str(exc), "prefix", text) from None
+    canonical = format_net(net)
+    remember_bucket(canonical, net)  # the publisher's partition key, while it is at hand
+    if type(text) is str:  # a str subclass may hash or compare differently: not remembered
+        # the input object when it is already canonical: one string for both
+        _prefixes.remember(text, text if canonical == text else canonical)
+    return canonical
 
 
 def as_number(value: object) -> int:
@@ -56,6 +81,15 @@ def as_set(values: object) -> tuple[int, ...]:
 
 def path_from_list(raw: object) -> AsPath:
     """RIS Live style: ``[1, 2, [3, 4]]`` (nested list = AS_SET)."""
+    if type(raw) is list:
+        # The common case, checked in C: only plain ints (no bools, floats, strings or
+        # sets), all in range. Anything else takes the element-by-element path below,
+        # which accepts and rejects exactly what it always did.
+        path = tuple(raw)
+        if _INT_ONLY.issuperset(map(type, path)) and (
+            not path or (min(path) >= 0 and max(path) <= ASN_MAX)
+        ):
+            return path
     if not isinstance(raw, list | tuple):
         raise Malformed("invalid-as-path", f"path must be a list, got {type(raw).__name__}")
     out: list[AsPathElement] = []

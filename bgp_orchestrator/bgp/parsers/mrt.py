@@ -9,11 +9,14 @@ into the detectors.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import io
+import socket
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bgp_orchestrator.bgp.parsers import bgp4mp
 from bgp_orchestrator.bgp.parsers.common import Malformed, as_number, canonical_prefix
 from bgp_orchestrator.bgp.update import AsPath, AsPathElement, Kind, Update, parse_community
 
@@ -28,6 +31,8 @@ class Record:
     updates: list[Update] = field(default_factory=list)
     error: Malformed | None = None
     state_change: bool = False
+    skipped: bool = False  # read but not decoded (see :func:`read`)
+    peer: str | None = None  # the peer address read from the raw record, when it was
 
 
 def _code(value: Any) -> int:
@@ -240,51 +245,144 @@ def _table_dump_v2(
     return out
 
 
-def read(path: str | Path, collector: str = "") -> Iterator[Record]:
-    """Every record of an MRT file (plain, gzip or bzip2), in order."""
+_BGP4MP_AS2 = frozenset({0, 1, 6, 8, 10})  # subtypes whose ASNs take 2 bytes
+_BGP4MP_AS4 = frozenset({4, 5, 7, 9, 11})
+_FAMILIES = {b"\x00\x01": (socket.AF_INET, 4), b"\x00\x02": (socket.AF_INET6, 16)}
+_PEER_INDEX_TABLE = (13, 1)
+
+
+def record_peer(mrt_type: int, subtype: int, body: bytes) -> str | None:
+    """The peer address of a BGP4MP or TABLE_DUMP record, read from its raw bytes as
+    mrtparse would write it (None for other records, or when it cannot be read):
+    lets a reader skip other peers' records without decoding them."""
+    if mrt_type in (16, 17):  # BGP4MP, BGP4MP_ET (4 bytes of microseconds first)
+        if subtype in _BGP4MP_AS2:
+            at = (4 if mrt_type == 17 else 0) + 2 + 2 + 2
+        elif subtype in _BGP4MP_AS4:
+            at = (4 if mrt_type == 17 else 0) + 4 + 4 + 2
+        else:
+            return None
+        family = _FAMILIES.get(body[at : at + 2])
+        at += 2
+    elif mrt_type == 12:  # TABLE_DUMP: view, sequence, prefix, length, status, time, peer
+        family = {1: (socket.AF_INET, 4), 2: (socket.AF_INET6, 16)}.get(subtype)
+        at = 2 + 2 + (family[1] if family else 0) + 1 + 1 + 4
+    else:
+        return None
+    if family is None:
+        return None
+    raw = body[at : at + family[1]]
+    return socket.inet_ntop(family[0], raw) if len(raw) == family[1] else None
+
+
+def read(
+    path: str | Path,
+    collector: str = "",
+    *,
+    start_at: int = 1,
+    peers: Callable[[str], bool] | None = None,
+    fast: bool = True,
+) -> Iterator[Record]:
+    """Every record of an MRT file (plain, gzip or bzip2), in order.
+
+    Plain BGP4MP updates and state changes are decoded by :mod:`.bgp4mp` (several times
+    faster; ``fast=False`` turns it off), everything else by mrtparse.
+
+    Records before ``start_at`` (numbered from 1), and with ``peers`` the BGP4MP and
+    TABLE_DUMP records of peers it refuses, are read but not decoded: they come as
+    ``Record(position, skipped=True)``. Peer index tables are always decoded (the RIB
+    records after them refer to them). A decoded record whose peer was read from its
+    raw bytes carries it in ``peer``.
+    """
     import mrtparse  # type: ignore[import-untyped]
 
     collector = collector or Path(path).name
-    reader = mrtparse.Reader(str(path))
-    peers: list[dict[str, Any]] = []
+    reader = mrtparse.Reader(str(path))  # opens the file, plain or compressed
+    source = reader.f
+    peer_table: list[dict[str, Any]] = []
     position = 0
-    while True:
-        reader.err = None  # mrtparse leaves the last error set on the reader
-        try:
-            entry = next(reader)
-        except StopIteration:
-            return
-        except (EOFError, OSError, ValueError) as exc:
-            yield Record(position, error=Malformed("truncated-mrt", f"file ends early: {exc}"))
-            return
-        position += 1
-        if entry.err:
-            yield Record(position, error=Malformed("corrupted-mrt", str(entry.err_msg)))
-            continue
-        data = entry.data
-        try:
-            mrt_type = _code(data["type"])
-            if mrt_type in (16, 17):  # BGP4MP, BGP4MP_ET
-                updates, state = _bgp4mp(data, collector)
-                yield Record(position, updates, state_change=state)
-            elif mrt_type == 12:  # TABLE_DUMP
-                yield Record(position, _table_dump(data, collector))
-            elif mrt_type == 13:  # TABLE_DUMP_V2
-                yield Record(position, _table_dump_v2(data, peers, collector))
-            else:
-                yield Record(
-                    position,
-                    error=Malformed(
-                        "unsupported-mrt", f"MRT type {mrt_type} is not a BGP update or RIB type"
-                    ),
+    try:
+        while True:
+            try:
+                header, body, complete = _raw_record(source)
+            except (EOFError, OSError, ValueError) as exc:
+                yield Record(position, error=Malformed("truncated-mrt", f"file ends early: {exc}"))
+                return
+            if not header:
+                return
+            position += 1
+            kind = (int.from_bytes(header[4:6], "big"), int.from_bytes(header[6:8], "big"))
+            peer = None
+            if complete and kind != _PEER_INDEX_TABLE:
+                if position < start_at:
+                    yield Record(position, skipped=True)
+                    continue
+                if peers is not None:
+                    peer = record_peer(kind[0], kind[1], body)
+                    if peer is not None and not peers(peer):
+                        yield Record(position, skipped=True)
+                        continue
+            if complete and kind[0] in (16, 17) and position >= start_at and fast:
+                decoded = bgp4mp.decode(
+                    kind[0], kind[1], int.from_bytes(header[:4], "big"), body, collector
                 )
-        except Malformed as exc:
-            yield Record(position, error=exc)
-        except (KeyError, IndexError, TypeError, ValueError) as exc:
-            yield Record(
-                position,
-                error=Malformed(
-                    "corrupted-mrt",
-                    f"record {position} is not decodable: {type(exc).__name__}: {exc}",
-                ),
-            )
+                if decoded is not None:
+                    yield Record(position, decoded[0], state_change=decoded[1], peer=peer)
+                    continue
+            # mrtparse decodes the record from exactly the bytes it would have read
+            reader.f = io.BytesIO(header + body)
+            reader.err = None  # mrtparse leaves the last error set on the reader
+            try:
+                entry = next(reader)
+            except StopIteration:
+                return
+            except (EOFError, OSError, ValueError) as exc:
+                yield Record(position, error=Malformed("truncated-mrt", f"file ends early: {exc}"))
+                return
+            record = _record(entry, position, peer_table, collector)
+            if position < start_at:  # a peer index table before the start: kept, not given
+                yield Record(position, skipped=True)
+                continue
+            record.peer = peer
+            yield record
+    finally:
+        source.close()
+
+
+def _raw_record(source: Any) -> tuple[bytes, bytes, bool]:
+    """The next record's 12-byte header and body, and whether both are whole."""
+    header: bytes = source.read(12)
+    length = int.from_bytes(header[8:12], "big") if len(header) == 12 else 0
+    body: bytes = source.read(length) if length else b""
+    return header, body, len(header) == 12 and len(body) == length
+
+
+def _record(entry: Any, position: int, peers: list[dict[str, Any]], collector: str) -> Record:
+    if entry.err:
+        return Record(position, error=Malformed("corrupted-mrt", str(entry.err_msg)))
+    data = entry.data
+    try:
+        mrt_type = _code(data["type"])
+        if mrt_type in (16, 17):  # BGP4MP, BGP4MP_ET
+            updates, state = _bgp4mp(data, collector)
+            return Record(position, updates, state_change=state)
+        if mrt_type == 12:  # TABLE_DUMP
+            return Record(position, _table_dump(data, collector))
+        if mrt_type == 13:  # TABLE_DUMP_V2
+            return Record(position, _table_dump_v2(data, peers, collector))
+        return Record(
+            position,
+            error=Malformed(
+                "unsupported-mrt", f"MRT type {mrt_type} is not a BGP update or RIB type"
+            ),
+        )
+    except Malformed as exc:
+        return Record(position, error=exc)
+    except (KeyError, IndexError, TypeError, ValueError) as exc:
+        return Record(
+            position,
+            error=Malformed(
+                "corrupted-mrt",
+                f"record {position} is not decodable: {type(exc).__name__}: {exc}",
+            ),
+        )

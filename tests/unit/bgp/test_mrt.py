@@ -101,3 +101,96 @@ def test_truncated_file_ends_with_a_reason(tmp_path: Path, bgp_data: Path) -> No
     assert records[-1].error is not None
     assert records[-1].error.code in {"corrupted-mrt", "truncated-mrt"}
     assert sum(len(r.updates) for r in records) > 1000
+
+
+RAW_PEER_FILES = [
+    "updates.20160811.1600.gz",  # BGP4MP_MESSAGE_AS4, IPv4 and IPv6 peers
+    "updates.20020722.2238.gz",  # 2-byte BGP4MP, state changes
+    "updates.et-header.2015.gz",  # BGP4MP_ET
+    "rrc01_2000.11_updates.20001104.0124.gz",  # corrupted records among them
+]
+
+
+@pytest.mark.parametrize("name", [*RAW_PEER_FILES, "bview.20020722.2337.gz"])
+def test_the_raw_peer_is_the_decoded_one(bgp_data: Path, name: str) -> None:
+    """Shards skip other peers' records by the peer read from the raw bytes: it must be
+    the address the decoder gives their updates (BGP4MP, BGP4MP_ET, TABLE_DUMP)."""
+    import itertools
+
+    records = mrt.read(bgp_data / "mrt" / name, peers=lambda peer: True)
+    checked = 0
+    for record in itertools.islice(records, 5_000):
+        if record.updates:
+            assert {u.peer_address for u in record.updates} == {record.peer}, record.position
+            checked += 1
+    assert checked > 200
+
+
+def test_start_at_and_a_peer_filter_skip_records_without_changing_the_others(
+    bgp_data: Path,
+) -> None:
+    path = bgp_data / "mrt" / "rrc01_2000.11_updates.20001104.0124.gz"
+    whole = list(mrt.read(path))
+    later = list(mrt.read(path, start_at=400))
+    assert [r.position for r in later] == [r.position for r in whole]
+    assert all(r.skipped for r in later[:399]) and not any(r.skipped for r in later[399:])
+    assert [(r.updates, r.error and r.error.code) for r in later[399:]] == [
+        (r.updates, r.error and r.error.code) for r in whole[399:]
+    ]
+    peers = {u.peer_address for r in whole for u in r.updates}
+    keep = sorted(peers)[0]
+    mine = list(mrt.read(path, peers=lambda peer: peer == keep))
+    for ours, full in zip(mine, whole, strict=True):
+        if ours.skipped:
+            assert ours.peer is None and all(u.peer_address != keep for u in full.updates)
+        else:
+            assert ours.updates == full.updates and (ours.error is None) == (full.error is None)
+    assert {u.peer_address for r in mine for u in r.updates} == {keep}
+
+
+@pytest.mark.parametrize(
+    "name",
+    sorted(
+        {
+            "ris.rrc06.updates.1427846400.gz",
+            "routeviews.route-views.jinx.updates.1427846400.bz2",
+            "rrc01_2000.11_updates.20001104.0124.gz",  # corrupted records
+            "rrc03_2010.02_updates.20100227.1600.first-796-records.gz",  # Quagga states 7/8
+            "rrc15_2010.02_updates.20100227.1610.gz",
+            "updates.20020722.2238.gz",
+            "updates.20070211.0141.gz",
+            "updates.20100722.2015.gz",
+            "updates.20160811.1600.gz",
+            "updates.et-header.2015.gz",  # BGP4MP_ET
+            "updates.long_withdrawal.gz",
+        }
+    ),
+)
+def test_the_fast_decoder_gives_what_mrtparse_gives(bgp_data: Path, name: str) -> None:
+    """Record by record: updates, state changes, errors and their reasons."""
+    import itertools
+
+    from bgp_orchestrator.bgp.parsers import bgp4mp
+
+    path = bgp_data / "mrt" / name
+    fast_records = 0
+    original = bgp4mp.decode
+
+    def counted(*args: object) -> object:
+        nonlocal fast_records
+        result = original(*args)  # type: ignore[arg-type]
+        fast_records += result is not None
+        return result
+
+    def outcome(record: mrt.Record) -> tuple[object, ...]:
+        error = record.error
+        return (record.position, record.updates, record.state_change, error and error.message)
+
+    limit = 15_000
+    slow = [outcome(r) for r in itertools.islice(mrt.read(path, fast=False), limit)]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(bgp4mp, "decode", counted)
+        fast = [outcome(r) for r in itertools.islice(mrt.read(path), limit)]
+    assert fast == slow
+    # and it did the work (older dumps hold many KEEPALIVE/OPEN records: mrtparse's)
+    assert fast_records > len(slow) / 3

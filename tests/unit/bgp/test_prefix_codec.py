@@ -73,3 +73,39 @@ def test_codec_round_trip_and_session_broadcast() -> None:
 def test_codec_rejects_garbage(data: bytes) -> None:
     with pytest.raises(Malformed):
         codec.decode_batch(data)
+
+
+def test_the_wire_format_is_fields_in_order_with_the_kind_as_an_int() -> None:
+    import msgpack  # type: ignore[import-untyped]
+
+    update = Update(Kind.WITHDRAW, 1.5, "10.0.0.1", 3356, "45.65.12.0/24", collector="c")
+    row = [2, 1.5, "10.0.0.1", 3356, "45.65.12.0/24", [], [], "", "", "c", []]
+    assert codec.encode_batch([update]) == msgpack.packb([1, [row]], use_bin_type=True)
+
+
+@pytest.mark.parametrize("count", [0, 1, 15, 16, 600, 65535, 65536])
+def test_fragments_join_into_the_batch_of_all_their_rows(count: int) -> None:
+    updates = [
+        Update(Kind.ANNOUNCE, 1.0, "p", i, f"10.{i % 256}.0.0/16", (1, (2, 3)), (5,))
+        for i in range(count)
+    ]
+    for size in (7, 5000):
+        parts = [updates[i : i + size] for i in range(0, count, size)]
+        joined = codec.join_rows(count, [codec.encode_rows(p) for p in parts])
+        assert joined == codec.encode_batch(updates)
+    assert codec.decode_batch(codec.join_rows(count, [codec.encode_rows(updates)])) == updates
+
+
+def test_partitions_are_the_same_from_the_cache_and_from_scratch() -> None:
+    import zlib
+
+    from bgp_orchestrator.bgp.parsers.common import canonical_prefix
+    from bgp_orchestrator.bgp.prefix import Partitioner, bucket
+
+    for text in ("45.65.12.0/24", "2a0b:4e00:1::/48", "8.0.0.0/8", "0.0.0.0/0"):
+        b = bucket(parse_net(text))
+        expected = zlib.crc32(b.value.to_bytes(16, "big") + bytes((b.afi, b.length))) % 8
+        assert partition_for(text, 8) == expected == Partitioner(8)(text)
+        canonical_prefix(text)  # parsing fills the hash cache the publisher reads
+        assert Partitioner(8).hashes.young.get(text) is not None
+        assert partition_for(text, 8) == expected
