@@ -150,6 +150,21 @@ class Settings(BaseSettings):
         True, description="Store RPKI-invalid/bogon/MOAS observations of prefixes no tenant owns."
     )
     rislive_url: str = "wss://ris-live.ripe.net/v1/ws/"
+    kafka_publish_timeout_s: float = Field(
+        15.0,
+        gt=0,
+        description="Seconds a Kafka record of the ingest commands may wait for the broker's "
+        "acknowledgement (the client retries within that) before it is sent again.",
+    )
+    kafka_publish_retries: int = Field(
+        3,
+        ge=0,
+        description="Times a record is sent again before the ingest command fails with "
+        "kafka-publish-failed and prints where to resume.",
+    )
+    kafka_publish_backoff_s: float = Field(
+        0.5, gt=0, description="First wait before sending a record again (it doubles)."
+    )
     stall_after_s: float = Field(
         60.0,
         gt=0,

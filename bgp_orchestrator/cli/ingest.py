@@ -31,14 +31,6 @@ ingest_app = typer.Typer(
 )
 err = Console(stderr=True)
 
-#: How long a Kafka record may wait for the broker's acknowledgement (aiokafka retries
-#: within that), and how many times it is sent again after that before the command
-#: fails (kafka-publish-failed); the backoff doubles from PUBLISH_BACKOFF_S.
-PUBLISH_TIMEOUT_S = 15.0
-PUBLISH_RETRIES = 3
-PUBLISH_BACKOFF_S = 0.5
-
-
 def _settings() -> Settings:
     from bgp_orchestrator.cli.main import _settings as load
 
@@ -61,9 +53,9 @@ async def _publisher(settings: Settings, *, eager: bool = False) -> UpdatePublis
         settings.kafka_dlq_topic,
         partitions,
         eager=eager,
-        retries=PUBLISH_RETRIES,
-        retry_backoff_s=PUBLISH_BACKOFF_S,
-        request_timeout_s=PUBLISH_TIMEOUT_S,
+        retries=settings.kafka_publish_retries,
+        retry_backoff_s=settings.kafka_publish_backoff_s,
+        request_timeout_s=settings.kafka_publish_timeout_s,
     )
     await publisher.start()
     return publisher
@@ -518,17 +510,12 @@ def simulate(
 
 
 async def _setup_world(settings: Settings, world: object) -> None:
-    import asyncpg
-
     from bgp_orchestrator.simulation.setup import seed_tenants, write_reference_files
-    from bgp_orchestrator.storage.database import asyncpg_dsn
+    from bgp_orchestrator.storage.database import open_database
 
     vrps, rels = write_reference_files(world, settings.data_dir / "simulation")  # type: ignore[arg-type]
-    conn = await asyncpg.connect(asyncpg_dsn(endpoints(settings).database_url))
-    try:
+    async with open_database(settings) as db, db.connection() as conn:
         await seed_tenants(conn, world)  # type: ignore[arg-type]
-    finally:
-        await conn.close()
     err.print(
         f"reference files: {vrps} and {rels} (set BGPO_RPKI_VRP_FILE and "
         "BGPO_AS_RELATIONSHIPS_FILE to them, or use `bgpo up --demo`)"

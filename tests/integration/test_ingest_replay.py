@@ -293,7 +293,6 @@ def broker_behind_a_proxy() -> Iterator[tuple[str, Proxy]]:
 def test_a_replay_that_loses_its_broker_says_where_to_resume_and_loses_nothing(
     broker_behind_a_proxy: tuple[str, Proxy], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from bgp_orchestrator.cli import ingest
     from bgp_orchestrator.cli.main import app
 
     bootstrap, proxy = broker_behind_a_proxy
@@ -305,9 +304,9 @@ def test_a_replay_that_loses_its_broker_says_where_to_resume_and_loses_nothing(
         if key.startswith("BGPO_"):
             monkeypatch.setenv(key, value)
     # fail within seconds, not the minute a user's replay waits for its broker
-    monkeypatch.setattr(ingest, "PUBLISH_TIMEOUT_S", 2.0)
-    monkeypatch.setattr(ingest, "PUBLISH_RETRIES", 1)
-    monkeypatch.setattr(ingest, "PUBLISH_BACKOFF_S", 0.2)
+    monkeypatch.setenv("BGPO_KAFKA_PUBLISH_TIMEOUT_S", "2")
+    monkeypatch.setenv("BGPO_KAFKA_PUBLISH_RETRIES", "1")
+    monkeypatch.setenv("BGPO_KAFKA_PUBLISH_BACKOFF_S", "0.2")
     runner = CliRunner()
 
     cutter = threading.Timer(2.0, proxy.cut)

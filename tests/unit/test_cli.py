@@ -117,7 +117,7 @@ def kafka(monkeypatch: pytest.MonkeyPatch) -> FakeKafka:
         return 4
 
     monkeypatch.setattr(ingest, "ensure_topics", topics)
-    monkeypatch.setattr(ingest, "PUBLISH_BACKOFF_S", 0.001)
+    monkeypatch.setenv("BGPO_KAFKA_PUBLISH_BACKOFF_S", "0.001")
     monkeypatch.setenv("BGPO_KAFKA_BOOTSTRAP_SERVERS", "kafka.test:9092")
     return fake
 
