@@ -49,6 +49,15 @@ class MonitoredIndex:
                 m
             )
         self._lengths = {afi: tuple(sorted(t)) for afi, t in self._tables.items()}
+        # Every monitored prefix truncated to the shortest monitored length of its
+        # family: a prefix whose truncation is not among them is covered by none
+        # (most of a full table), found with one shift and one set lookup.
+        self._roots: dict[int, tuple[int, frozenset[int]]] = {}
+        for afi, lengths in self._lengths.items():
+            if lengths:
+                shift = WIDTH[afi] - lengths[0]
+                roots = frozenset(v >> shift for t in self._tables[afi].values() for v in t)
+                self._roots[afi] = (lengths[0], roots)
         self.by_prefix = {m.prefix: m for m in self.items}
 
     def __len__(self) -> int:
@@ -56,9 +65,13 @@ class MonitoredIndex:
 
     def covering(self, net: Net) -> list[Monitored]:
         """Monitored prefixes equal to or covering ``net``, most specific last."""
-        lengths = self._lengths[net.afi]
-        if not lengths:
+        root = self._roots.get(net.afi)
+        if root is None or net.length < root[0]:
+            if root is None:
+                return []
+        elif (net.value >> (WIDTH[net.afi] - root[0])) not in root[1]:
             return []
+        lengths = self._lengths[net.afi]
         out: list[Monitored] = []
         tables = self._tables[net.afi]
         width = WIDTH[net.afi]
