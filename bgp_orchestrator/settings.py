@@ -135,6 +135,14 @@ class Settings(BaseSettings):
         8, ge=1, le=1024, description="Partitions of the updates topic (created by `up`)."
     )
     detector_group: str = Field("bgpo-detectors", description="Kafka consumer group of detectors")
+    session_stats_nice: int = Field(
+        10,
+        ge=0,
+        le=19,
+        description="CPU niceness of the session-stats replicas: their windows and features "
+        "may lag a burst by a minute, the detectors' alerts may not, so on a shared machine "
+        "the detectors and the ingest commands get the CPU first (0 = equal).",
+    )
     session_stats_group: str = Field(
         "bgpo-session-stats", description="Kafka consumer group of the live session stats"
     )

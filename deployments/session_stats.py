@@ -11,6 +11,8 @@ stalled; the new one replays from the last commit.
 
 from __future__ import annotations
 
+import os
+
 from ray import serve
 
 from bgp_orchestrator.settings import Settings
@@ -24,9 +26,13 @@ class SessionStats(ServiceHost):
     stop_timeout_s = 15.0
 
     def __init__(self) -> None:
+        settings = Settings()
+        if settings.session_stats_nice:
+            # Windows may lag a burst; conflict detection on the same cores may not.
+            os.nice(settings.session_stats_nice)
         name = f"session-stats-{serve.get_replica_context().replica_tag}"
         self.host(
-            session_stats_worker(Settings(), name),
+            session_stats_worker(settings, name),
             ServiceMetrics(
                 "session-stats",
                 counters={

@@ -22,7 +22,6 @@ Ray-free: the Serve deployment in ``deployments/detector.py`` hosts it.
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import time
 import uuid
@@ -50,13 +49,13 @@ from bgp_orchestrator.settings import Settings
 from bgp_orchestrator.storage.database import Database
 from bgp_orchestrator.stream.clients import update_stream_consumer
 from bgp_orchestrator.stream.deadletters import DeadLetterSink
+from bgp_orchestrator.stream.heap import LongLivedHeap
 from bgp_orchestrator.stream.loop import ConsumeLoop, LogInfo, LoopOptions, Start
 from bgp_orchestrator.stream.probe import Fingerprint, LogProbe
 from bgp_orchestrator.stream.progress import ProgressStore
 
 log = logging.getLogger(__name__)
 
-FULL_GC_S = 600.0
 #: Updates judged between two turns of the event loop (~50 ms of detection).
 SLICE_UPDATES = 5_000
 #: Global rows waiting to be stored above which consumption pauses (and below half of
@@ -162,18 +161,14 @@ class DetectionWorker:
         self._held = False
         self._last_checkpoint = time.monotonic()
         self._last_reference = 0.0
-        self._last_full_gc = 0.0
+        self.heap = LongLivedHeap()
 
     # --- the service ------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
-        # Garbage collection tuned for latency: the detector state is millions of
-        # long-lived objects, and a full collection walks all of them (80-100 ms on a
-        # 100,000-prefix table, a p99 spike every few seconds at 20,000 updates/s).
-        # Young collections stay automatic; long-lived objects are frozen at every
-        # checkpoint; a full collection (for cyclic garbage) runs every FULL_GC_S.
-        gc.set_threshold(10_000, 10, 1_000_000)
-        self._last_full_gc = self._started_at = time.monotonic()
+        # The state is frozen at every checkpoint and reference load (stream/heap.py).
+        self.heap.start()
+        self._started_at = time.monotonic()
         if not await self._until_ready(stop):
             return
         self.ready.set()
@@ -513,9 +508,7 @@ class DetectionWorker:
             blob = await asyncio.to_thread(dump_state, pipeline.state, self._last.get(p))
             out[p] = (position, blob)
         self.counters.checkpoint_ms = round((time.perf_counter() - started) * 1000, 1)
-        # The detector state is millions of long-lived objects: move them out of the
-        # collector's way, or every full collection walks them (100 ms+ pauses).
-        gc.freeze()
+        self.heap.settled()
         return out
 
     def _note_slow(self, store_s: float) -> None:
@@ -536,11 +529,7 @@ class DetectionWorker:
         self._batch_records = 0
 
     def _collect_garbage(self) -> None:
-        if time.monotonic() - self._last_full_gc > FULL_GC_S:
-            gc.unfreeze()
-            gc.collect()
-            gc.freeze()
-            self._last_full_gc = time.monotonic()
+        self.heap.maybe_collect()
 
     # --- reference data -------------------------------------------------------------
 
@@ -568,8 +557,7 @@ class DetectionWorker:
             return
         for pipeline in self.pipelines.values():
             pipeline.reference = self.loader.reference
-        gc.collect()
-        gc.freeze()  # the VRP and AS-relationship indexes live until the next reload
+        self.heap.settled(collect=True)  # the VRP and AS-relationship indexes live on
         self.counters.reference_version = self.loader.reference.version
         log.info(
             "%s: reference %s (%d monitored prefixes)",

@@ -54,6 +54,7 @@ from bgp_orchestrator.sessionstats.stream import ClosedWindow, WindowStream
 from bgp_orchestrator.settings import Settings
 from bgp_orchestrator.stream.clients import update_stream_consumer
 from bgp_orchestrator.stream.deadletters import DeadLetterSink
+from bgp_orchestrator.stream.heap import LongLivedHeap
 from bgp_orchestrator.stream.loop import ConsumeLoop, LogInfo, LoopOptions, Start
 from bgp_orchestrator.stream.progress import ProgressStore
 
@@ -110,10 +111,26 @@ class SessionStatsCounters:
         }
 
 
+_FAST_PATH_TYPES = frozenset({int})
+
+
 def invalid_reason(update: Update) -> str | None:
     """Why a decoded update cannot be windowed, or None (the codec checks only the
     number of fields, so any type may arrive here)."""
+    # The shape the publisher writes, checked with a few C calls: nearly every update.
     ts: object = update.timestamp
+    if (
+        type(ts) is float
+        and 0 <= ts < math.inf
+        and update.kind in _KINDS
+        and type(update.peer_address) is str
+        and type(update.collector) is str
+        and type(update.peer_asn) is int
+        and type(update.prefix) is str
+        and type(update.as_path) is tuple
+        and frozenset(map(type, update.as_path)) <= _FAST_PATH_TYPES
+    ):
+        return None
     if isinstance(ts, bool) or not isinstance(ts, int | float) or not math.isfinite(ts) or ts < 0:
         return f"timestamp {ts!r} is not a non-negative number of seconds"
     if update.kind not in _KINDS:
@@ -189,12 +206,14 @@ class SessionStatsWorker:
         self._closers = list(closers)
         self._describe = describe
         self._on_start = on_start
+        self.heap = LongLivedHeap()
 
     # --- the service ------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
         if self._on_start is not None:
             self._on_start()  # e.g. the metric writer's task, on the running loop
+        self.heap.start()
         done = await asyncio.to_thread(self.features.last_written)
         self.stream = WindowStream(self.window_s, self.grace_s, skip_until=done)
         if done is not None:
@@ -262,6 +281,8 @@ class SessionStatsWorker:
         while self._closing:
             await self._hand_over(self._closing[0])
             self._closing.popleft()
+            self.heap.settled()  # the route tables and histories live on
+        self.heap.maybe_collect()
         self._refresh_stats()
 
     async def drain(self) -> None:
