@@ -30,7 +30,7 @@ from bgp_orchestrator.detection.state import DetectorState, Visibility
 from bgp_orchestrator.errors import BgpoError, ServiceUnavailable
 from bgp_orchestrator.stream.probe import Fingerprint
 
-FORMAT = 3
+FORMAT = 4
 SLICE = 20_000
 
 # Save only while the claim is ours: KEYS[1] the partition's hash; ARGV token, offset, state.
@@ -47,7 +47,7 @@ def dump_state(state: DetectorState, last: Fingerprint | None = None) -> bytes:
     record it reflects."""
     origins = list(state.origins.items())
     slices = [
-        msgpack.packb(dict(origins[i : i + SLICE]), use_bin_type=True)
+        msgpack.packb(origins[i : i + SLICE], use_bin_type=True)
         for i in range(0, len(origins), SLICE)
     ]
     visibility = {p: [sorted(v.carrying), v.peak, v.alerted] for p, v in state.visibility.items()}
@@ -65,9 +65,7 @@ def load_state(data: bytes) -> tuple[DetectorState, Fingerprint | None]:
     state = DetectorState()
     for blob in slices:
         part = msgpack.unpackb(blob, raw=False, strict_map_key=False)
-        state.origins.update(
-            {p: {int(o): float(t) for o, t in seen.items()} for p, seen in part.items()}
-        )
+        state.origins.update({p: {int(o): float(t) for o, t in seen.items()} for p, seen in part})
     state.visibility = {
         p: Visibility(set(carrying), int(peak), bool(alerted))
         for p, (carrying, peak, alerted) in visibility.items()

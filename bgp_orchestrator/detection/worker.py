@@ -115,7 +115,7 @@ class DetectionWorker:
         bootstrap_servers: str,
         *,
         name: str = "detector",
-        checkpoint_interval_s: float = 10.0,
+        checkpoint_interval_s: float = 30.0,
         reference_interval_s: float = 2.0,
         max_records: int = 500,
         progress: ProgressStore | None = None,
