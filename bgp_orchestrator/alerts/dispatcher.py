@@ -1,11 +1,20 @@
-"""Delivers conflict events to webhooks: at least once, retried with backoff, never lost.
+"""Delivers conflict events to webhooks: at least once, each webhook at its own pace.
 
 Events come from ``conflict_events`` (written in the same transaction as the
 conflict change). Fan-out creates one delivery per matching webhook exactly
-once (a unique constraint); a delivery is leased before it is sent, so two
-dispatchers never send the same one at the same time; failures are retried
-after 2, 4, 8 ... seconds (at most an hour) and given up after 10 attempts.
-Receivers can de-duplicate on the ``X-BGPO-Delivery`` header.
+once (a unique constraint). A delivery is leased before it is sent, so two
+dispatchers never send the same one at the same time, and the lease counts
+the attempt: a dispatcher killed mid-request still used one up.
+
+Deliveries run as tasks of their own, at most ``per_webhook`` in flight per
+webhook and ``max_in_flight`` in all; each attempt ends after ``timeout_s`` in
+total, whatever the receiver does (no answer, or bytes trickling in). A slow
+or hanging receiver therefore holds only its own slots: other webhooks keep
+their usual latency. Failures are retried after 2, 4, 8 ... seconds (at most
+an hour); after ``max_attempts`` the delivery is ``failed``, with its last
+error and time, listed by ``GET /api/v1/webhooks/{id}/deliveries`` and queued
+again by ``POST .../deliveries/{id}/retry``. Receivers can de-duplicate on the
+``X-BGPO-Delivery`` header.
 """
 
 from __future__ import annotations
@@ -13,19 +22,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import httpx
 
-from bgp_orchestrator.alerts import formats
+from bgp_orchestrator.alerts import deliveries, formats
+from bgp_orchestrator.errors import ConfigurationError
 from bgp_orchestrator.storage import conflicts as conflict_store
 from bgp_orchestrator.storage.database import Database
 
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 10
-LEASE_S = 60
+LEASE_S = 60.0
+#: Bytes of a receiver's answer kept (the start of an error body); the rest is not read.
+MAX_ANSWER_BYTES = 64 * 1024
 
 FAN_OUT = """
 WITH pending AS (
@@ -44,15 +57,6 @@ WITH pending AS (
 UPDATE conflict_events SET dispatched_at = now() WHERE id IN (SELECT id FROM pending)
 """
 
-LEASE = f"""
-UPDATE webhook_deliveries SET next_attempt_at = now() + interval '{LEASE_S} seconds'
-WHERE id IN (
-    SELECT id FROM webhook_deliveries
-    WHERE status = 'pending' AND next_attempt_at <= now()
-    ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)
-RETURNING id, webhook_id, event_id, attempts
-"""
-
 
 @dataclass
 class DispatchStats:
@@ -67,7 +71,8 @@ MAX_FAILED_ROUNDS = 30
 
 
 class AlertDispatcher:
-    """A :class:`~bgp_orchestrator.service.Service`: one round per ``interval_s``."""
+    """A :class:`~bgp_orchestrator.service.Service`: fan-out once per ``interval_s``,
+    deliveries started whenever a slot is free."""
 
     name = "alert-dispatcher"
 
@@ -75,18 +80,45 @@ class AlertDispatcher:
         self,
         db: Database,
         timeout_s: float = 5.0,
-        batch: int = 50,
         interval_s: float = 1.0,
         owns_db: bool = False,
+        *,
+        per_webhook: int = 4,
+        max_in_flight: int = 32,
+        max_attempts: int = MAX_ATTEMPTS,
+        lease_s: float = LEASE_S,
+        backoff_s: float = 2.0,
     ) -> None:
+        if lease_s < 2 * timeout_s:
+            raise ConfigurationError(
+                "lease-too-short",
+                f"the lease ({lease_s:g} s) must last at least twice the delivery timeout "
+                f"({timeout_s:g} s), or a slow attempt would be sent twice",
+                "lease_s",
+                lease_s,
+            )
+        if per_webhook < 1 or max_in_flight < per_webhook or max_attempts < 1:
+            raise ConfigurationError(
+                "invalid-concurrency",
+                "need 1 <= per_webhook <= max_in_flight and max_attempts >= 1",
+                "per_webhook",
+                per_webhook,
+            )
         self.db = db
         self.timeout_s = timeout_s
-        self.batch = batch
         self.interval_s = interval_s
+        self.per_webhook = per_webhook
+        self.max_in_flight = max_in_flight
+        self.max_attempts = max_attempts
+        self.lease_s = lease_s
+        self.backoff_s = backoff_s
         self.counters = DispatchStats()
         self.failed_rounds = 0
         self.last_error = ""
         self._owns_db = owns_db
+        self._in_flight: dict[int, int] = {}  # webhook id -> deliveries being sent
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._freed = asyncio.Event()
 
     async def fan_out(self) -> int:
         async with self.db.transaction() as conn:
@@ -95,87 +127,186 @@ class AlertDispatcher:
         self.counters.fanned_out += count
         return count
 
-    async def deliver_due(self, client: httpx.AsyncClient) -> int:
-        async with self.db.transaction() as conn:
-            leased = await conn.fetch(LEASE, self.batch)
-        if not leased:
-            return 0
-        await asyncio.gather(*(self._deliver(client, row) for row in leased))
-        return len(leased)
-
-    async def _deliver(self, client: httpx.AsyncClient, lease: Any) -> None:
+    async def expire(self) -> int:
+        """Give up deliveries whose last attempt never reported back."""
         async with self.db.connection() as conn:
-            hook = await conn.fetchrow(
-                "SELECT url, format FROM webhooks WHERE id = $1", lease["webhook_id"]
+            status = await conn.execute(deliveries.EXPIRE, self.max_attempts)
+        count = int(status.split()[-1])
+        if count:
+            self.counters.given_up += count
+            log.error("gave up %d webhook deliveries whose last attempt never reported", count)
+        return count
+
+    @property
+    def in_flight(self) -> int:
+        return sum(self._in_flight.values())
+
+    def _saturated(self) -> bool:
+        return self.in_flight >= self.max_in_flight or any(
+            n >= self.per_webhook for n in self._in_flight.values()
+        )
+
+    async def start_due(self, client: httpx.AsyncClient) -> list[asyncio.Task[None]]:
+        """Lease what the free slots allow and start each delivery as a task of its own."""
+        async with self.db.transaction() as conn:
+            leased = await deliveries.lease(
+                conn,
+                self._in_flight,
+                self.per_webhook,
+                self.max_in_flight - self.in_flight,
+                self.max_attempts,
+                self.lease_s,
             )
-            event = await conn.fetchrow(
-                "SELECT event, conflict_id FROM conflict_events WHERE id = $1", lease["event_id"]
-            )
-            conflict = (await conflict_store.get(conn, event["conflict_id"])) if event else None
-        if hook is None or event is None or conflict is None:
+        started = []
+        for row in leased:
+            webhook_id = row["webhook_id"]
+            self._in_flight[webhook_id] = self._in_flight.get(webhook_id, 0) + 1
+            task = asyncio.create_task(self._run_one(client, dict(row)))
+            self._tasks.add(task)
+            started.append(task)
+        return started
+
+    async def deliver_due(self, client: httpx.AsyncClient) -> int:
+        """One round: lease what is due and wait for those deliveries (tests, one-shots)."""
+        started = await self.start_due(client)
+        if started:
+            await asyncio.wait(started)
+        return len(started)
+
+    async def _run_one(self, client: httpx.AsyncClient, lease: dict[str, Any]) -> None:
+        try:
+            await self._deliver(client, lease)
+        except Exception:
+            # PostgreSQL away while loading or recording: the lease runs out and the
+            # delivery is tried again (its attempt is counted already).
+            log.exception("webhook delivery %s failed before its outcome was recorded", lease["id"])
+        finally:
+            webhook_id = lease["webhook_id"]
+            left = self._in_flight.get(webhook_id, 1) - 1
+            if left > 0:
+                self._in_flight[webhook_id] = left
+            else:
+                self._in_flight.pop(webhook_id, None)
+            task = asyncio.current_task()
+            if task is not None:
+                self._tasks.discard(task)
+            self._freed.set()
+
+    async def _deliver(self, client: httpx.AsyncClient, lease: dict[str, Any]) -> None:
+        async with self.db.connection() as conn:
+            target = await conn.fetchrow(deliveries.TARGET, lease["webhook_id"], lease["event_id"])
+            conflict = await conflict_store.get(conn, target["conflict_id"]) if target else None
+        if target is None or conflict is None:
             return  # deleted meanwhile: the cascade removes the delivery
         for key in ("first_seen", "last_seen", "resolved_at", "state_changed_at", "created_at"):
             if conflict.get(key) is not None:
                 conflict[key] = conflict[key].isoformat()
-        render = formats.slack if hook["format"] == "slack" else formats.generic
-        body = render(event["event"], lease["event_id"], conflict)
-        error = None
-        try:
-            response = await client.post(
-                hook["url"],
-                json=body,
-                timeout=self.timeout_s,
-                headers={"X-BGPO-Event": event["event"], "X-BGPO-Delivery": str(lease["id"])},
-            )
-            if response.status_code >= 300:
-                error = f"HTTP {response.status_code}: {response.text[:200]}"
-        except httpx.HTTPError as exc:
-            error = f"{type(exc).__name__}: {exc}"
+        render = formats.slack if target["format"] == "slack" else formats.generic
+        headers = {
+            "X-BGPO-Event": target["event"],
+            "X-BGPO-Delivery": str(lease["id"]),
+            "X-BGPO-Attempt": str(lease["attempts"]),
+        }
+        error = await self.post(
+            client, target["url"], render(target["event"], lease["event_id"], conflict), headers
+        )
         async with self.db.connection() as conn:
             if error is None:
-                await conn.execute(
-                    "UPDATE webhook_deliveries SET status = 'delivered', delivered_at = now(), "
-                    "attempts = attempts + 1, last_error = NULL WHERE id = $1",
-                    lease["id"],
-                )
+                await conn.execute(deliveries.DELIVERED, lease["id"])
                 self.counters.delivered += 1
                 return
-            attempts = lease["attempts"] + 1
             self.counters.failed_attempts += 1
-            if attempts >= MAX_ATTEMPTS:
-                self.counters.given_up += 1
-                log.error(
-                    "webhook %s gave up on delivery %s after %d attempts: %s",
-                    hook["url"],
-                    lease["id"],
-                    attempts,
-                    error,
-                )
-            await conn.execute(
-                "UPDATE webhook_deliveries SET attempts = $2::int, last_error = $3::text, "
-                "status = CASE WHEN $2::int >= $4::int THEN 'failed' ELSE 'pending' END, "
-                "next_attempt_at = now() + make_interval(secs => least(power(2, $2::int), 3600)) "
-                "WHERE id = $1",
+            status = await conn.fetchval(
+                deliveries.FAILED,
                 lease["id"],
-                attempts,
                 error,
-                MAX_ATTEMPTS,
+                self.max_attempts,
+                self.backoff_s,
+                lease["attempts"],
+            )
+        if status == "failed":
+            self.counters.given_up += 1
+            log.error(
+                "webhook %s gave up on delivery %s after %d attempts: %s",
+                target["url"],
+                lease["id"],
+                lease["attempts"],
+                error,
             )
 
+    async def post(
+        self, client: httpx.AsyncClient, url: str, body: Any, headers: dict[str, str]
+    ) -> str | None:
+        """One attempt, over after ``timeout_s`` in total; None if the receiver took it,
+        else what went wrong."""
+        try:
+            async with (
+                asyncio.timeout(self.timeout_s),
+                client.stream(
+                    "POST", url, json=body, headers=headers, timeout=self.timeout_s
+                ) as response,
+            ):
+                answer = b""
+                async for chunk in response.aiter_bytes():
+                    answer += chunk
+                    if len(answer) >= MAX_ANSWER_BYTES:
+                        break
+                if response.status_code < 300:
+                    return None
+                text = answer[:200].decode(errors="replace")
+                return f"HTTP {response.status_code}: {text}"
+        except TimeoutError:
+            return f"Timeout: no complete answer within {self.timeout_s:g} s"
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            return f"{type(exc).__name__}: {exc}"
+
     async def run(self, stop: asyncio.Event) -> None:
-        async with httpx.AsyncClient() as client:
-            while not stop.is_set():
-                try:
+        limits = httpx.Limits(
+            max_connections=self.max_in_flight, max_keepalive_connections=self.max_in_flight
+        )
+        async with httpx.AsyncClient(limits=limits) as client:
+            try:
+                await self._loop(client, stop)
+            finally:
+                await self._drain()
+
+    async def _loop(self, client: httpx.AsyncClient, stop: asyncio.Event) -> None:
+        next_round = 0.0
+        while not stop.is_set():
+            self._freed.clear()
+            try:
+                if time.monotonic() >= next_round:
+                    next_round = time.monotonic() + self.interval_s
                     await self.fan_out()
-                    while await self.deliver_due(client) == self.batch:
-                        pass
-                    self.failed_rounds = 0
-                except Exception as exc:
-                    self.failed_rounds += 1
-                    self.last_error = f"{type(exc).__name__}: {exc}"
-                    log.exception("alert dispatch round failed; retrying")
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=self.interval_s)
+                    await self.expire()
+                await self.start_due(client)
+                self.failed_rounds = 0
+            except Exception as exc:
+                self.failed_rounds += 1
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.exception("alert dispatch round failed; retrying")
+            waits = [asyncio.ensure_future(stop.wait())]
+            if self._saturated():  # a slot that frees up lets the next due delivery go
+                waits.append(asyncio.ensure_future(self._freed.wait()))
+            try:
+                await asyncio.wait(
+                    waits,
+                    timeout=max(0.0, next_round - time.monotonic()),
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+            finally:
+                for waiter in waits:
+                    waiter.cancel()
+
+    async def _drain(self) -> None:
+        """Let deliveries in flight finish (each is bounded by ``timeout_s``), then cancel
+        what is left: its lease runs out and it is tried again, the attempt counted."""
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=self.timeout_s + 2.0)
+        for task in list(self._tasks):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
 
     def health(self) -> list[str]:
         if self.failed_rounds >= MAX_FAILED_ROUNDS:
@@ -183,7 +314,11 @@ class AlertDispatcher:
         return []
 
     def stats(self) -> dict[str, Any]:
-        return {**asdict(self.counters), "failed_rounds": self.failed_rounds}
+        return {
+            **asdict(self.counters),
+            "failed_rounds": self.failed_rounds,
+            "in_flight": self.in_flight,
+        }
 
     async def aclose(self) -> None:
         if self._owns_db:

@@ -75,3 +75,24 @@ class WebhookOut(BaseModel):
     enabled: bool
     created_at: datetime
     updated_at: datetime
+
+
+DeliveryStatus = Literal["pending", "delivered", "failed"]
+
+
+class DeliveryOut(BaseModel):
+    """One conflict event sent (or to be sent) to one webhook."""
+
+    id: int = Field(description="Also sent as the X-BGPO-Delivery header")
+    webhook_id: int
+    event_id: int
+    event: str
+    conflict_id: int
+    status: DeliveryStatus = Field(description="pending, delivered, or failed (given up)")
+    attempts: int = Field(description="Attempts made so far (a lease counts as one)")
+    last_error: str | None
+    created_at: datetime
+    last_attempt_at: datetime | None
+    next_attempt_at: datetime | None = Field(description="When a pending delivery goes next")
+    delivered_at: datetime | None
+    failed_at: datetime | None = Field(description="When it was given up")

@@ -187,18 +187,33 @@ async def set_state(
 
 
 async def events_after(
-    conn: asyncpg.Connection, tenant_id: int, after_id: int, limit: int = 500
-) -> list[asyncpg.Record]:
-    """Events of a tenant newer than ``after_id`` (for Last-Event-ID resumption)."""
-    return list(
-        await conn.fetch(
-            "SELECT id, conflict_id, event FROM conflict_events "
-            "WHERE id > $1 AND tenant_id = $2 ORDER BY id LIMIT $3",
-            after_id,
-            tenant_id,
-            limit,
-        )
+    conn: asyncpg.Connection,
+    tenant_id: int,
+    after_id: int,
+    limit: int = 500,
+    up_to: int | None = None,
+) -> list[dict[str, Any]]:
+    """A page of a tenant's events with ids in ``(after_id, up_to]``, in id order, each
+    with its conflict as it is now (``{"id", "event", "conflict"}``). Page through by
+    passing the last id as ``after_id`` until fewer than ``limit`` come back."""
+    rows = await conn.fetch(
+        "SELECT e.id AS event_id, e.event, c.* FROM conflict_events e "
+        f"CROSS JOIN LATERAL ({SELECT} WHERE id = e.conflict_id) c "
+        "WHERE e.tenant_id = $1 AND e.id > $2 AND ($3::bigint IS NULL OR e.id <= $3) "
+        "ORDER BY e.id LIMIT $4",
+        tenant_id,
+        after_id,
+        up_to,
+        limit,
     )
+    out = []
+    for row in rows:
+        conflict = dict(row)
+        event_id, event = conflict.pop("event_id"), conflict.pop("event")
+        conflict["details"] = orjson.loads(conflict["details"]) if conflict["details"] else {}
+        conflict["scope"] = "tenant" if conflict["tenant_id"] is not None else "global"
+        out.append({"id": event_id, "event": event, "conflict": conflict})
+    return out
 
 
 async def as_expected(

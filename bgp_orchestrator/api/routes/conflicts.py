@@ -12,6 +12,7 @@ import orjson
 from fastapi import APIRouter, Body, Header, Query, Request
 from fastapi.responses import StreamingResponse
 
+from bgp_orchestrator.api.broadcast import ConflictBroadcaster
 from bgp_orchestrator.api.conflict_schemas import (
     ConflictOut,
     ConflictState,
@@ -126,14 +127,14 @@ async def _visible_conflict(db: DatabaseDep, tenant_id: int, conflict_id: int) -
     responses={
         200: {
             "content": {"text/event-stream": {}},
-            "description": "events: opened, reopened, resolved, "
-            "acknowledged, ignored; data: the conflict",
+            "description": "events: opened, reopened, resolved, acknowledged, ignored "
+            "(id: the event id, data: the conflict), in id order, each once; overflow: "
+            "the client fell too far behind and should reconnect with Last-Event-ID",
         }
     },
 )
 async def stream(
     request: Request,
-    db: DatabaseDep,
     tenant_id: TenantId,
     last_event_id: Annotated[
         int | None,
@@ -141,43 +142,31 @@ async def stream(
             alias="Last-Event-ID",
             ge=0,
             le=9_223_372_036_854_775_807,
-            description="Resume after this event id",
+            description="Resume after this event id: every later event, in id order",
         ),
     ] = None,
 ) -> StreamingResponse:
-    broadcaster = request.app.state.broadcaster
-    subscriber = broadcaster.subscribe(tenant_id)
+    broadcaster: ConflictBroadcaster = request.app.state.broadcaster
+    # The cursor starts now: a replay reads the outbox page by page, then goes on live.
+    subscriber = broadcaster.subscribe(tenant_id, after=last_event_id)
 
-    async def render(event_id: int, event: str, conflict_id: int) -> str | None:
-        async with db.connection() as conn:
-            conflict = await store.get(conn, conflict_id)
-        if conflict is None:
-            return None
-        body = orjson.dumps(ConflictOut.model_validate(conflict).model_dump(mode="json"))
-        return f"id: {event_id}\nevent: {event}\ndata: {body.decode()}\n\n"
+    def render(item: dict[str, Any]) -> str:
+        body = orjson.dumps(ConflictOut.model_validate(item["conflict"]).model_dump(mode="json"))
+        return f"id: {item['id']}\nevent: {item['event']}\ndata: {body.decode()}\n\n"
 
     async def events() -> AsyncIterator[str]:
         try:
             yield "retry: 3000\n\n"
-            if last_event_id is not None:
-                async with db.connection() as conn:
-                    missed = await store.events_after(conn, tenant_id, last_event_id)
-                for row in missed:
-                    text = await render(row["id"], row["event"], row["conflict_id"])
-                    if text:
-                        yield text
             while not await request.is_disconnected():
-                try:
-                    event = await asyncio.wait_for(subscriber.queue.get(), timeout=15)
-                except TimeoutError:
-                    yield ": keep-alive\n\n"
-                    continue
-                text = await render(event["event_id"], event["event"], event["conflict_id"])
-                if text:
-                    yield text
                 if subscriber.overflowed:
                     yield 'event: overflow\ndata: {"reconnect": true}\n\n'
                     return
+                try:
+                    item = await asyncio.wait_for(subscriber.get(), timeout=15)
+                except TimeoutError:
+                    yield ": keep-alive\n\n"
+                    continue
+                yield render(item)
         finally:
             broadcaster.unsubscribe(subscriber)
 

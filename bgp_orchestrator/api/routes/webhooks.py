@@ -1,12 +1,20 @@
-"""Alert webhooks of a tenant: generic JSON or Slack-compatible, filtered by severity and type."""
+"""Alert webhooks of a tenant (generic JSON or Slack-compatible, filtered by severity and
+type) and their deliveries: listed with attempts and errors, failed ones retried."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Query, status
 
-from bgp_orchestrator.api.conflict_schemas import WebhookCreate, WebhookOut, WebhookUpdate
+from bgp_orchestrator.alerts import deliveries
+from bgp_orchestrator.api.conflict_schemas import (
+    DeliveryOut,
+    DeliveryStatus,
+    WebhookCreate,
+    WebhookOut,
+    WebhookUpdate,
+)
 from bgp_orchestrator.api.deps import DatabaseDep, PagingDep, TenantId
 from bgp_orchestrator.api.problems import documented
 from bgp_orchestrator.api.routes.common import ObjectId
@@ -92,3 +100,64 @@ async def delete_webhook(
             raise NotFound(
                 "webhook-not-found", f"no webhook with id {webhook_id}", "id", webhook_id
             )
+
+
+async def _own_webhook(conn: Any, tenant_id: int, webhook_id: int) -> None:
+    if await WEBHOOKS.get(conn, tenant_id, webhook_id) is None:
+        raise NotFound("webhook-not-found", f"no webhook with id {webhook_id}", "id", webhook_id)
+
+
+@router.get("/{webhook_id}/deliveries", response_model=Page[DeliveryOut], responses=documented(404))
+async def list_deliveries(
+    db: DatabaseDep,
+    tenant_id: TenantId,
+    page: PagingDep,
+    webhook_id: Annotated[int, ObjectId],
+    status: Annotated[
+        list[DeliveryStatus] | None,
+        Query(description="Only these (repeatable): pending, delivered, failed (given up)"),
+    ] = None,
+) -> dict[str, Any]:
+    """The webhook's deliveries, newest first: attempts, last error, when given up."""
+    async with db.connection() as conn:
+        await _own_webhook(conn, tenant_id, webhook_id)
+        items, total = await deliveries.page(
+            conn, webhook_id, list(status or []), page.limit, page.offset
+        )
+    return {"items": items, "total": total, "limit": page.limit, "offset": page.offset}
+
+
+@router.post(
+    "/{webhook_id}/deliveries/{delivery_id}/retry",
+    response_model=DeliveryOut,
+    responses=documented(404, 409),
+    summary="Send a failed delivery again",
+)
+async def retry_delivery(
+    db: DatabaseDep,
+    tenant_id: TenantId,
+    webhook_id: Annotated[int, ObjectId],
+    delivery_id: Annotated[int, ObjectId],
+) -> dict[str, Any]:
+    """Queue a given-up delivery again, due now, with a fresh set of attempts."""
+    async with db.transaction() as conn:
+        await _own_webhook(conn, tenant_id, webhook_id)
+        found = await deliveries.get(conn, webhook_id, delivery_id)
+        if found is None:
+            raise NotFound(
+                "delivery-not-found",
+                f"webhook {webhook_id} has no delivery with id {delivery_id}",
+                "delivery_id",
+                delivery_id,
+            )
+        if not await deliveries.retry(conn, webhook_id, delivery_id):
+            raise ConfigConflict(
+                "delivery-not-failed",
+                f"delivery {delivery_id} is {found['status']}; only failed deliveries are "
+                "retried (pending ones are retried by themselves)",
+                "status",
+                found["status"],
+            )
+        retried = await deliveries.get(conn, webhook_id, delivery_id)
+    assert retried is not None
+    return retried
