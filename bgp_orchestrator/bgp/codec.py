@@ -11,6 +11,7 @@ every partition, because every partition holds routes of that session.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from functools import partial
 
 import msgpack  # type: ignore[import-untyped]
 
@@ -18,6 +19,7 @@ from bgp_orchestrator.bgp.parsers.common import Malformed
 from bgp_orchestrator.bgp.update import Kind, Update
 
 VERSION = 1
+_MAKE = partial(tuple.__new__, Update)
 _FIELDS = len(Update._fields)
 _BATCH_HEAD = b"\x92" + msgpack.packb(VERSION)  # a 2-array: the version, then the rows
 
@@ -66,15 +68,15 @@ def decode_batch(data: bytes) -> list[Update]:
     if version != VERSION:
         raise Malformed("unknown-record-version", f"record format version {version!r}")
     try:
-        out = []
-        new = Update.__new__
-        for row in rows:
-            if len(row) != _FIELDS:
-                raise Malformed("malformed-record", f"update row has {len(row)} fields")
-            out.append(new(Update, *row))
-        return out
+        lengths = set(map(len, rows))
     except TypeError as exc:
         raise Malformed("malformed-record", f"bad update row: {exc}") from None
+    if lengths - {_FIELDS}:
+        bad = min(lengths - {_FIELDS})
+        raise Malformed("malformed-record", f"update row has {bad} fields")
+    # tuple.__new__ directly, mapped in C: the NamedTuple's own __new__ is a Python
+    # function call per row.
+    return list(map(_MAKE, rows))
 
 
 def is_route(update: Update) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from operator import eq
 from typing import Any
 
 from bgp_orchestrator.bgp.prefix import Net, parse_net
@@ -94,14 +95,18 @@ def prepare(
             transit: tuple[int, ...] = ()
             origins: tuple[int, ...] = ()
             if kind == ANNOUNCE and u.as_path:
-                last = None
-                for element in u.as_path:
-                    if element != last:
-                        path.append(element)
-                        last = element
+                raw = u.as_path
+                if any(map(eq, raw, raw[1:])):  # prepending (in C: most paths have none)
+                    last = None
+                    for element in raw:
+                        if element != last:
+                            path.append(element)
+                            last = element
+                else:
+                    path = list(raw)
                 tail = path[-1]
                 origins = tail if isinstance(tail, tuple) else (tail,)
-                if asn_tenants:
+                if asn_tenants and not asn_tenants.keys().isdisjoint(path):
                     # A list, not tuple concatenation: a path with a tenant's ASN a
                     # thousand times in it must cost a thousand steps, not a million.
                     found: list[int] = []

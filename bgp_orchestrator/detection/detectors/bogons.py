@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from functools import lru_cache, partial
 
 from bgp_orchestrator.bgp.update import AsPathElement
 from bgp_orchestrator.detection.batch import ANNOUNCE, Prepared
@@ -78,14 +79,30 @@ def _first_bogon_asn(path: list[AsPathElement], spans: AsnSpans) -> int | None:
     return None
 
 
+@lru_cache(maxsize=1)
+def _screen() -> tuple[Callable[[AsPathElement], int], frozenset[int]]:
+    """A whole path checked in C: with the spans' edges interleaved
+    (first0, last0 + 1, first1, ...), an ASN lies in a span exactly when
+    ``bisect_right`` over the edges is odd."""
+    firsts, lasts = bogon_asn_spans()
+    edges = sorted([*firsts, *(last + 1 for last in lasts)])
+    return partial(bisect_right, edges), frozenset(range(1, len(edges) + 1, 2))
+
+
 def bogon_asn_in_path(
     batch: list[Prepared], ref: Reference, state: DetectorState
 ) -> Iterator[Conflict]:
     spans = bogon_asn_spans()
+    locate, inside = _screen()
     for p in batch:
         u = p.u
         if u.kind != ANNOUNCE or not p.path:
             continue
+        try:
+            if inside.isdisjoint(map(locate, p.path)):
+                continue  # no ASN of the path in a bogon span: nearly every route
+        except TypeError:
+            pass  # an AS_SET in the path: the walk below looks into it
         asn = _first_bogon_asn(p.path, spans)
         if asn is None:
             continue  # one observation per route is enough: the first bogon ASN
