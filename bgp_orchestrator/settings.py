@@ -128,6 +128,40 @@ class Settings(BaseSettings):
     haproxy_stats_port: int = 8404
     haproxy_metrics_port: int = 9101
 
+    # Identity. Production validates Keycloak's tokens; development starts an
+    # embedded OIDC provider (`up`) and also accepts X-Tenant on loopback.
+    oidc_issuer: str | None = Field(
+        None,
+        description="OIDC issuer URL (Keycloak: https://HOST/realms/REALM); unset in "
+        "development = the embedded provider `up` starts.",
+    )
+    oidc_audience: str = Field(
+        "bgpo-api", description="Required `aud` of bearer tokens (the API's client id)."
+    )
+    oidc_algorithms: list[str] = Field(
+        default_factory=lambda: ["RS256", "ES256"],
+        description="Signature algorithms accepted on bearer tokens (never `none` or HS*).",
+    )
+    oidc_roles_claim: str = Field(
+        "realm_access.roles", description="Dotted path of the roles list in a token."
+    )
+    oidc_tenant_claim: str = Field("tenant", description="Claim holding the tenant slug.")
+    oidc_jwks_ttl_s: float = Field(
+        300.0, gt=0, description="How long fetched signing keys are trusted before a refetch."
+    )
+    portal_client_id: str = Field("bgpo-portal", description="OIDC client id of the portal.")
+    portal_client_secret: SecretStr | None = Field(
+        None, description="OIDC client secret of the portal (confidential client)."
+    )
+    portal_session_secret: SecretStr | None = Field(
+        None,
+        description="Key that signs portal session cookies; unset in development = generated "
+        "and kept in data_dir; required in production.",
+    )
+    embedded_oidc_port: int = Field(
+        8480, description="Port of the embedded OIDC provider (development)."
+    )
+
     # The BGP data path.
     kafka_topic: str = Field("bgp.updates", pattern=r"^[A-Za-z0-9._-]{1,200}$")
     kafka_dlq_topic: str = Field("bgp.updates.dlq", pattern=r"^[A-Za-z0-9._-]{1,200}$")

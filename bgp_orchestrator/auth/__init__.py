@@ -1,0 +1,1 @@
+"""Who is calling: OIDC bearer tokens, API keys, and the roles they carry."""
