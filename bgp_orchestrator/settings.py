@@ -186,6 +186,11 @@ class Settings(BaseSettings):
     as_relationships_file: Path | None = Field(
         None, description="CAIDA serial-1/serial-2 AS relationships (plain, .bz2 or .gz)."
     )
+    aspa_file: Path | None = Field(
+        None,
+        description="Validated ASPA objects: rpki-client JSON (`aspas`) or Routinator "
+        "jsonext/json; may be the same file as the VRPs. Reloaded on change.",
+    )
     visibility_share: float = Field(0.5, gt=0, le=1)
     visibility_min_peers: int = Field(3, ge=1)
     global_observations: bool = Field(

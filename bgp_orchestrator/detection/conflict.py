@@ -14,6 +14,7 @@ class ConflictType(StrEnum):
     ILLEGAL_FIRST_HOP = "illegal-first-hop"
     RPKI_INVALID = "rpki-invalid"
     ROUTE_LEAK = "route-leak"
+    ASPA_INVALID = "aspa-invalid"
     NO_EXPORT = "no-export-violation"
     BOGON_PREFIX = "bogon-prefix"
     BOGON_ASN = "bogon-asn"

@@ -23,7 +23,7 @@ from bgp_orchestrator.detection.reference import (
     monitored_from_rows,
 )
 from bgp_orchestrator.errors import ConfigurationError
-from bgp_orchestrator.reference import asrel, vrps
+from bgp_orchestrator.reference import aspa, asrel, vrps
 from bgp_orchestrator.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -73,12 +73,13 @@ class ReferenceLoader:
         self.detection = detection_settings(settings)
         self._vrps = _FileCache(settings.rpki_vrp_file)
         self._rels = _FileCache(settings.as_relationships_file)
+        self._aspas = _FileCache(settings.aspa_file)
         self._db_version: int | None = None
         self.reference = Reference(settings=self.detection)
 
     @property
     def errors(self) -> list[str]:
-        return [*self._vrps.errors, *self._rels.errors]
+        return [*self._vrps.errors, *self._rels.errors, *self._aspas.errors]
 
     def _load_relationships(self, path: Path) -> asrel.Relationships:
         rels = asrel.load(path)
@@ -90,12 +91,11 @@ class ReferenceLoader:
         """Reload what changed; True if the snapshot was replaced."""
         version = int(await conn.fetchval("SELECT version FROM reference_version WHERE id = 1"))
         # Files of hundreds of thousands of lines: parsed in a thread, not on the loop.
-        vrp_index = await asyncio.to_thread(
-            self._vrps.load, lambda p: vrps.VrpIndex(vrps.load(p))
-        )
+        vrp_index = await asyncio.to_thread(self._vrps.load, lambda p: vrps.VrpIndex(vrps.load(p)))
         rels = await asyncio.to_thread(self._rels.load, self._load_relationships)
-        files = (self._vrps.mtime, self._rels.mtime)
-        label = f"db{version}-vrp{files[0]}-rel{files[1]}"
+        aspas = await asyncio.to_thread(self._aspas.load, lambda p: aspa.AspaIndex(aspa.load(p)))
+        files = (self._vrps.mtime, self._rels.mtime, self._aspas.mtime)
+        label = f"db{version}-vrp{files[0]}-rel{files[1]}-aspa{files[2]}"
         if label == self.reference.version:
             return False
         if version != self._db_version:
@@ -125,5 +125,6 @@ class ReferenceLoader:
             rels,  # type: ignore[arg-type]
             self.detection,
             label,
+            aspas,  # type: ignore[arg-type]
         )
         return True

@@ -16,6 +16,7 @@ from bgp_orchestrator.bgp.update import Update
 from bgp_orchestrator.detection.batch import prepare
 from bgp_orchestrator.detection.conflict import Conflict
 from bgp_orchestrator.detection.detectors import Detector
+from bgp_orchestrator.detection.detectors.aspa import aspa_invalid
 from bgp_orchestrator.detection.detectors.bogons import bogon_asn_in_path, bogon_prefix_announced
 from bgp_orchestrator.detection.detectors.first_hop import illegal_first_hop
 from bgp_orchestrator.detection.detectors.leaks import no_export_violation, route_leak
@@ -39,6 +40,7 @@ DETECTORS: dict[str, Detector] = {
     "illegal-first-hop": illegal_first_hop,
     "rpki-invalid": rpki_invalid,
     "route-leak": route_leak,
+    "aspa-invalid": aspa_invalid,
     "no-export-violation": no_export_violation,
     "bogon-prefix": bogon_prefix_announced,
     "bogon-asn": bogon_asn_in_path,

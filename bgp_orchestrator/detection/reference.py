@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from bgp_orchestrator.bgp.prefix import WIDTH, Net, parse_net
+from bgp_orchestrator.reference.aspa import AspaIndex
 from bgp_orchestrator.reference.asrel import Relationships
 from bgp_orchestrator.reference.vrps import VrpIndex
 
@@ -108,6 +109,7 @@ class Reference:
     relationships: Relationships | None = None
     settings: DetectionSettings = field(default_factory=DetectionSettings)
     version: str = "empty"
+    aspas: AspaIndex | None = None
 
     def __post_init__(self) -> None:
         self.asn_tenants: dict[int, tuple[int, ...]] = {}

@@ -41,6 +41,7 @@ from bgp_orchestrator.detection.reference import (
     Reference,
     Tenant,
 )
+from bgp_orchestrator.reference.aspa import AspaIndex, parse_items
 from bgp_orchestrator.reference.asrel import parse_lines
 from bgp_orchestrator.reference.vrps import Vrp, VrpIndex
 
@@ -172,7 +173,10 @@ def reference_from_json(data: dict[str, Any], version: str = "scenario") -> Refe
     settings = DetectionSettings(
         **{k: v for k, v in (data.get("settings") or {}).items() if k in known}
     )
-    return Reference(monitored, tenants, vrps, rels, settings, version)
+    aspas = None
+    if "aspas" in data:
+        aspas = AspaIndex(parse_items(list(data["aspas"]), "scenario aspas"))
+    return Reference(monitored, tenants, vrps, rels, settings, version, aspas)
 
 
 def load(path: str | Path) -> Scenario:

@@ -22,9 +22,11 @@ from dataclasses import dataclass
 from bgp_orchestrator.bgp.update import NO_EXPORT
 from bgp_orchestrator.detection.batch import ANNOUNCE, Prepared
 from bgp_orchestrator.detection.conflict import Conflict, ConflictType, Severity
+from bgp_orchestrator.detection.detectors.aspa import procedure_for
 from bgp_orchestrator.detection.detectors.scopes import tenant_scopes
 from bgp_orchestrator.detection.reference import Reference
 from bgp_orchestrator.detection.state import DetectorState
+from bgp_orchestrator.reference.aspa import AspaState, Verdict
 from bgp_orchestrator.reference.asrel import Rel, Relationships
 
 LEAK_TYPES = {
@@ -128,24 +130,65 @@ def route_leak(batch: list[Prepared], ref: Reference, state: DetectorState) -> I
             involved_asn=leak.leaker,
             global_scope=global_scope,
         )
-        for tenant_id, severity in scopes.items():
+        verdicts: dict[str, Verdict] = {}
+        for tenant_id, scope_severity in scopes.items():
+            severity = scope_severity
+            details = {
+                "leaker": leak.leaker,
+                "received_from": leak.received_from,
+                "sent_to": leak.sent_to,
+                "learned_via": leak.learned_via,
+                "exported_to": leak.exported_to,
+                "leak_type": leak.kind,
+                "explanation": f"AS{leak.leaker} learned the route from its "
+                f"{leak.learned_via} AS{leak.received_from} and exported it to its "
+                f"{leak.exported_to} AS{leak.sent_to}",
+            }
+            if ref.aspas is not None and len(ref.aspas):
+                severity = _weigh_with_aspa(p, ref, tenant_id, severity, details, verdicts)
             yield p.observe(
                 type=ConflictType.ROUTE_LEAK,
                 severity=severity,
                 tenant_id=tenant_id,
                 detail_key=leak.link,
-                details={
-                    "leaker": leak.leaker,
-                    "received_from": leak.received_from,
-                    "sent_to": leak.sent_to,
-                    "learned_via": leak.learned_via,
-                    "exported_to": leak.exported_to,
-                    "leak_type": leak.kind,
-                    "explanation": f"AS{leak.leaker} learned the route from its "
-                    f"{leak.learned_via} AS{leak.received_from} and exported it to its "
-                    f"{leak.exported_to} AS{leak.sent_to}",
-                },
+                details=details,
             )
+
+
+def _weigh_with_aspa(
+    p: Prepared,
+    ref: Reference,
+    tenant_id: int | None,
+    severity: Severity,
+    details: dict[str, object],
+    verdicts: dict[str, Verdict],
+) -> Severity:
+    """The valley-free rule reads inferred relationships; the ASPA objects of the ASes
+    on the path are their own word. A path ASPA shows valid is no leak by their
+    authorisations: the alarm is kept (the inference may be right where an ASPA is
+    stale) but downgraded to LOW, and says why; an invalid one corroborates it."""
+    assert ref.aspas is not None
+    procedure = procedure_for(p, ref, tenant_id)
+    verdict = verdicts.get(procedure)
+    if verdict is None:
+        verdict = verdicts[procedure] = ref.aspas.verify(p.path, procedure)
+    details["aspa"] = {"state": verdict.state.value, "procedure": procedure}
+    if verdict.state is AspaState.VALID:
+        details["aspa"] = {
+            "state": verdict.state.value,
+            "procedure": procedure,
+            "downgraded_from": severity.value,
+            "why": "the ASPA objects of the ASes on the path authorise every hop it needs "
+            f"({verdict.reason}); the valley-free judgement rests on inferred relationships",
+        }
+        return Severity.LOW
+    if verdict.state is AspaState.INVALID:
+        details["aspa"] = {
+            "state": verdict.state.value,
+            "procedure": procedure,
+            "corroborates": verdict.reason,
+        }
+    return severity
 
 
 def no_export_violation(
