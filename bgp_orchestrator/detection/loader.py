@@ -100,8 +100,8 @@ class ReferenceLoader:
             return False
         if version != self._db_version:
             prefixes = await conn.fetch(
-                "SELECT tenant_id, prefix::text AS prefix, origin_asns, max_length, announced "
-                "FROM prefixes"
+                "SELECT tenant_id, prefix::text AS prefix, origin_asns, max_length, announced, "
+                "upstream_asns, peer_asns FROM prefixes"
             )
             asns = await conn.fetch("SELECT tenant_id, asn FROM autonomous_systems")
             neighbors = await conn.fetch("SELECT tenant_id, asn, relationship FROM neighbor_asns")

@@ -23,6 +23,8 @@ class Monitored:
     origins: frozenset[int]
     max_length: int
     announced: bool
+    #: this prefix's own upstreams and peers (the first hops allowed); None: the tenant's
+    carriers: frozenset[int] | None = None
 
 
 @dataclass(frozen=True)
@@ -118,6 +120,12 @@ class Reference:
                 self.asn_tenants[asn] = (*self.asn_tenants.get(asn, ()), tenant.id)
 
 
+def own_carriers(row: dict[str, object]) -> frozenset[int] | None:
+    """A prefix's own first hops (``upstream_asns`` + ``peer_asns``), None if it names none."""
+    named = [*(row.get("upstream_asns") or ()), *(row.get("peer_asns") or ())]  # type: ignore[misc]
+    return frozenset(int(a) for a in named) if named else None
+
+
 def monitored_from_rows(rows: Iterable[dict[str, object]]) -> MonitoredIndex:
     """Rows of the ``prefixes`` table (tenant_id, prefix, origin_asns, max_length, announced)."""
     items = []
@@ -131,6 +139,7 @@ def monitored_from_rows(rows: Iterable[dict[str, object]]) -> MonitoredIndex:
                 origins=frozenset(int(a) for a in row["origin_asns"]),  # type: ignore[attr-defined]
                 max_length=int(row["max_length"]),  # type: ignore[call-overload]
                 announced=bool(row["announced"]),
+                carriers=own_carriers(row),
             )
         )
     return MonitoredIndex(items)

@@ -112,6 +112,33 @@ def check_prefix_fields(prefix: dict[str, Any]) -> None:
             "origin_asns",
             prefix["origin_asns"],
         )
+    check_prefix_neighbours(prefix)
+
+
+def check_prefix_neighbours(prefix: dict[str, Any]) -> None:
+    """A prefix's own upstreams and peers: each named once, none also an origin."""
+    upstreams = prefix.get("upstream_asns") or []
+    peers = prefix.get("peer_asns") or []
+    for field, asns in (("upstream_asns", upstreams), ("peer_asns", peers)):
+        if len(set(asns)) != len(asns):
+            raise InvalidInput("duplicate-neighbours", f"{field} lists an ASN twice", field, asns)
+        origins = set(asns) & set(prefix["origin_asns"])
+        if origins:
+            raise InvalidInput(
+                "neighbour-is-origin",
+                f"{field} names AS{min(origins)}, an authorised origin of the prefix: a "
+                "network is not its own first hop",
+                field,
+                asns,
+            )
+    both = set(upstreams) & set(peers)
+    if both:
+        raise InvalidInput(
+            "neighbour-twice",
+            f"AS{min(both)} is in both upstream_asns and peer_asns; name it once",
+            "peer_asns",
+            peers,
+        )
 
 
 async def check_local_asn_owned(conn: asyncpg.Connection, tenant_id: int, local_asn: int) -> None:

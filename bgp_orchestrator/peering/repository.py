@@ -211,7 +211,15 @@ WEBHOOKS = TenantTable(
 )
 PREFIXES = TenantTable(
     "prefixes",
-    ("prefix", "origin_asns", "max_length", "announced", "description"),
+    (
+        "prefix",
+        "origin_asns",
+        "max_length",
+        "announced",
+        "description",
+        "upstream_asns",
+        "peer_asns",
+    ),
     "prefix, id",
     text_columns={"prefix": "prefix::text"},
     generated=("afi",),

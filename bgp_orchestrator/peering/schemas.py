@@ -184,6 +184,15 @@ class PrefixCreate(_In):
     )
     announced: bool = Field(True, description="False: the prefix must not appear in BGP at all")
     description: Text = ""
+    upstream_asns: list[ASN] = Field(
+        default_factory=list,
+        max_length=64,
+        description="This prefix's own upstreams (and its more-specifics'); with peer_asns, "
+        "replaces the tenant's neighbour list for it. Empty: the tenant's list applies.",
+    )
+    peer_asns: list[ASN] = Field(
+        default_factory=list, max_length=64, description="This prefix's own peers."
+    )
 
 
 class PrefixUpdate(_In):
@@ -191,6 +200,8 @@ class PrefixUpdate(_In):
     max_length: int | None = Field(None, ge=0, le=128)
     announced: bool | None = None
     description: Text | None = None
+    upstream_asns: list[ASN] | None = Field(None, max_length=64)
+    peer_asns: list[ASN] | None = Field(None, max_length=64)
 
 
 class MonitoredPrefix(_Out):
@@ -201,5 +212,7 @@ class MonitoredPrefix(_Out):
     max_length: int
     announced: bool
     description: str
+    upstream_asns: list[int]
+    peer_asns: list[int]
     created_at: datetime
     updated_at: datetime

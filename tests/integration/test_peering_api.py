@@ -233,6 +233,30 @@ async def test_invalid_prefixes_are_422(
     assert r.json()["field"] == field
 
 
+async def test_a_prefix_names_its_own_neighbours(client: httpx.AsyncClient, acme: Tenant) -> None:
+    h = acme.headers
+    body = {"prefix": "193.0.20.0/22", "origin_asns": [200701], "upstream_asns": ["AS3356", 6939]}
+    r = await client.post("/api/v1/prefixes", json=body, headers=h)
+    assert r.status_code == 201, r.text
+    created = r.json()
+    assert created["upstream_asns"] == [3356, 6939] and created["peer_asns"] == []
+    r = await client.patch(
+        f"/api/v1/prefixes/{created['id']}", json={"peer_asns": [200010]}, headers=h
+    )
+    assert r.status_code == 200 and r.json()["peer_asns"] == [200010], r.text
+    for change, field, code in (
+        ({"upstream_asns": [6939, 6939]}, "upstream_asns", "duplicate-neighbours"),
+        ({"peer_asns": [200701]}, "peer_asns", "neighbour-is-origin"),
+        ({"peer_asns": [3356]}, "peer_asns", "neighbour-twice"),
+        ({"upstream_asns": [0]}, "upstream_asns.0", None),
+    ):
+        r = await client.patch(f"/api/v1/prefixes/{created['id']}", json=change, headers=h)
+        assert r.status_code == 422, r.text
+        assert r.json()["field"] == field
+        if code:
+            assert r.json()["code"] == code
+
+
 async def test_asns_and_neighbors(client: httpx.AsyncClient, acme: Tenant) -> None:
     h = acme.headers
     r = await client.post("/api/v1/asns", json={"asn": "1.10", "name": "Acme EU"}, headers=h)

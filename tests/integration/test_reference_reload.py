@@ -39,3 +39,29 @@ async def test_aspa_file_loads_reloads_and_survives_a_bad_version(
         await loader.refresh(conn)
         assert loader.reference.aspas is second  # the previous data stays in use
         assert any("is not an ASN" in e for e in loader.errors)
+
+
+async def test_a_prefix_rule_reaches_the_detectors(
+    db: Database, database_url: str, tmp_path: Path, clean: None
+) -> None:
+    from bgp_orchestrator.peering.service import PeeringService, TenantService
+
+    tenant = await TenantService(db).create("rules", "Rules")
+    svc = PeeringService(db, tenant["id"])
+    for prefix, upstreams in (("193.0.20.0/22", [200100, 6939]), ("45.65.12.0/24", [])):
+        await svc.create_prefix(
+            {
+                "prefix": prefix,
+                "origin_asns": [200701],
+                "max_length": 24,
+                "announced": True,
+                "description": "",
+                "upstream_asns": upstreams,
+                "peer_asns": [],
+            }
+        )
+    loader = ReferenceLoader(Settings(database_url=database_url, data_dir=tmp_path))
+    async with db.connection() as conn:
+        await loader.refresh(conn)
+    carriers = {m.prefix: m.carriers for m in loader.reference.monitored.items}
+    assert carriers == {"193.0.20.0/22": frozenset({200100, 6939}), "45.65.12.0/24": None}

@@ -1,4 +1,9 @@
-"""Illegal first hop: a monitored prefix reached through a neighbour not configured."""
+"""Illegal first hop: a monitored prefix reached through a neighbour not configured.
+
+The neighbours are the prefix's own (``upstream_asns`` / ``peer_asns`` of the most
+specific monitored prefix covering the route that names any, as ARTEMIS rules
+do), else the tenant's neighbour list.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +11,19 @@ from collections.abc import Iterator
 
 from bgp_orchestrator.detection.batch import ANNOUNCE, Prepared
 from bgp_orchestrator.detection.conflict import Conflict, ConflictType, Severity
-from bgp_orchestrator.detection.reference import Reference
+from bgp_orchestrator.detection.reference import Monitored, Reference
 from bgp_orchestrator.detection.state import DetectorState
+
+
+def _rule(p: Prepared, owner: Monitored) -> Monitored | None:
+    """The most specific of the owner's monitored prefixes covering the route that names
+    its own neighbours (a customer's prefix, or a rule for a block of them), if any."""
+    if owner.carriers is not None:
+        return owner
+    for m in reversed(p.covering):  # most specific last
+        if m.tenant_id == owner.tenant_id and m.carriers is not None:
+            return m
+    return None
 
 
 def illegal_first_hop(
@@ -22,10 +38,14 @@ def illegal_first_hop(
             tenant = ref.tenants.get(m.tenant_id)
             if tenant is None:
                 continue
-            carriers = tenant.carriers
+            rule = _rule(p, m)
+            carriers = rule.carriers if rule is not None else tenant.carriers
             if not carriers:
                 continue  # no neighbours configured: nothing to compare with
-            own = tenant.asns | m.origins
+            # A prefix's own rule names its first hops (the tenant among them, for a
+            # customer's prefix); the tenant's list is about its own network, so its
+            # ASNs are skipped as part of the origin.
+            own = m.origins if rule is not None else tenant.asns | m.origins
             first = None
             for element in reversed(p.path):
                 if isinstance(element, tuple):
@@ -44,6 +64,8 @@ def illegal_first_hop(
                 details={
                     "first_hop": first,
                     "configured_neighbours": sorted(carriers),
-                    "reason": f"AS{first} is not a configured upstream or peer of the origin",
+                    "neighbours_of": rule.prefix if rule is not None else "tenant",
+                    "reason": f"AS{first} is not a configured upstream or peer of "
+                    + (f"{rule.prefix}" if rule is not None else "the origin"),
                 },
             )
