@@ -1,7 +1,7 @@
 """Detector state checkpoints, so a restarted detector loses no stateful alert.
 
-Per partition, the state (MOAS origins, visibility) is saved together with the
-offset it reflects, and only once every conflict of the records before that
+Per partition, the state (MOAS origins, visibility, per-upstream visibility) is
+saved together with the offset it reflects, and only once every conflict of the records before that
 offset is stored: a checkpoint is never ahead of stored work. A detector that
 takes over a partition loads the snapshot and seeks back to that offset: the
 records after it are replayed, rebuilding the state exactly; the conflicts
@@ -26,7 +26,7 @@ from typing import Any, Protocol
 
 import msgpack  # type: ignore[import-untyped]
 
-from bgp_orchestrator.detection.state import DetectorState, Visibility
+from bgp_orchestrator.detection.state import DetectorState, UpstreamVisibility, Visibility
 from bgp_orchestrator.errors import BgpoError, ServiceUnavailable
 from bgp_orchestrator.stream.probe import Fingerprint
 
@@ -52,7 +52,11 @@ def dump_state(state: DetectorState, last: Fingerprint | None = None) -> bytes:
     ]
     visibility = {p: [sorted(v.carrying), v.peak, v.alerted] for p, v in state.visibility.items()}
     record = list(last) if last is not None else None
-    data: bytes = msgpack.packb([FORMAT, slices, visibility, record], use_bin_type=True)
+    upstreams = {
+        p: [v.peers, sorted(v.seen), sorted(v.alerted)]
+        for p, v in state.upstream_visibility.items()
+    }
+    data: bytes = msgpack.packb([FORMAT, slices, visibility, record, upstreams], use_bin_type=True)
     return data
 
 
@@ -61,7 +65,9 @@ def load_state(data: bytes) -> tuple[DetectorState, Fingerprint | None]:
     version, *rest = msgpack.unpackb(data, raw=False, strict_map_key=False)
     if version != FORMAT:
         raise ValueError(f"checkpoint format {version}, expected {FORMAT}")
-    slices, visibility, record = rest
+    # Checkpoints written before per-upstream visibility existed lack that part.
+    slices, visibility, record = rest[:3]
+    upstreams = rest[3] if len(rest) > 3 else {}
     state = DetectorState()
     for blob in slices:
         part = msgpack.unpackb(blob, raw=False, strict_map_key=False)
@@ -70,6 +76,12 @@ def load_state(data: bytes) -> tuple[DetectorState, Fingerprint | None]:
         p: Visibility(set(carrying), int(peak), bool(alerted))
         for p, (carrying, peak, alerted) in visibility.items()
     }
+    for p, (peers, seen, alerted) in upstreams.items():
+        vis = state.upstream_visibility[p] = UpstreamVisibility(
+            {str(k): int(v) for k, v in peers.items()}, {}, set(seen), set(alerted)
+        )
+        for upstream in vis.peers.values():
+            vis.counts[upstream] = vis.counts.get(upstream, 0) + 1
     return state, Fingerprint(*record) if record is not None else None
 
 

@@ -20,6 +20,7 @@ class ConflictType(StrEnum):
     BOGON_ASN = "bogon-asn"
     MOAS = "moas"
     VISIBILITY_LOSS = "visibility-loss"
+    UPSTREAM_VISIBILITY_LOSS = "upstream-visibility-loss"
 
 
 class Severity(StrEnum):

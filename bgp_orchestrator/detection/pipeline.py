@@ -27,6 +27,7 @@ from bgp_orchestrator.detection.detectors.origin import (
     subprefix_hijack,
 )
 from bgp_orchestrator.detection.detectors.rpki import rpki_invalid
+from bgp_orchestrator.detection.detectors.upstreams import upstream_visibility_loss
 from bgp_orchestrator.detection.detectors.visibility import visibility_loss
 from bgp_orchestrator.detection.reference import Reference
 from bgp_orchestrator.detection.state import DetectorState
@@ -46,6 +47,7 @@ DETECTORS: dict[str, Detector] = {
     "bogon-asn": bogon_asn_in_path,
     "moas": moas,
     "visibility-loss": visibility_loss,
+    "upstream-visibility-loss": upstream_visibility_loss,
 }
 
 

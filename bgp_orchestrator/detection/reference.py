@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from bgp_orchestrator.bgp.prefix import WIDTH, Net, parse_net
 from bgp_orchestrator.reference.aspa import AspaIndex
@@ -25,6 +26,8 @@ class Monitored:
     announced: bool
     #: this prefix's own upstreams and peers (the first hops allowed); None: the tenant's
     carriers: frozenset[int] | None = None
+    #: of those, the upstreams (None: the tenant's)
+    upstreams: frozenset[int] | None = None
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,10 @@ class Tenant:
     def carriers(self) -> frozenset[int]:
         """Neighbours that may be the first hop of the tenant's routes."""
         return frozenset(a for a, rel in self.neighbors.items() if rel in ("upstream", "peer"))
+
+    @property
+    def upstreams(self) -> frozenset[int]:
+        return frozenset(a for a, rel in self.neighbors.items() if rel == "upstream")
 
 
 class MonitoredIndex:
@@ -120,26 +127,32 @@ class Reference:
                 self.asn_tenants[asn] = (*self.asn_tenants.get(asn, ()), tenant.id)
 
 
-def own_carriers(row: dict[str, object]) -> frozenset[int] | None:
-    """A prefix's own first hops (``upstream_asns`` + ``peer_asns``), None if it names none."""
-    named = [*(row.get("upstream_asns") or ()), *(row.get("peer_asns") or ())]  # type: ignore[misc]
-    return frozenset(int(a) for a in named) if named else None
+def own_neighbours(row: dict[str, Any]) -> tuple[frozenset[int] | None, frozenset[int] | None]:
+    """A prefix's own (first hops, upstreams) from ``upstream_asns`` and ``peer_asns``;
+    (None, None) when it names none and the tenant's list applies."""
+    upstreams = [int(a) for a in row.get("upstream_asns") or ()]
+    peers = [int(a) for a in row.get("peer_asns") or ()]
+    if not upstreams and not peers:
+        return None, None
+    return frozenset(upstreams + peers), frozenset(upstreams)
 
 
-def monitored_from_rows(rows: Iterable[dict[str, object]]) -> MonitoredIndex:
+def monitored_from_rows(rows: Iterable[dict[str, Any]]) -> MonitoredIndex:
     """Rows of the ``prefixes`` table (tenant_id, prefix, origin_asns, max_length, announced)."""
     items = []
     for row in rows:
         prefix = str(row["prefix"])
+        carriers, upstreams = own_neighbours(row)
         items.append(
             Monitored(
-                tenant_id=int(row["tenant_id"]),  # type: ignore[call-overload]
+                tenant_id=int(row["tenant_id"]),
                 prefix=prefix,
                 net=parse_net(prefix),
-                origins=frozenset(int(a) for a in row["origin_asns"]),  # type: ignore[attr-defined]
-                max_length=int(row["max_length"]),  # type: ignore[call-overload]
+                origins=frozenset(int(a) for a in row["origin_asns"]),
+                max_length=int(row["max_length"]),
                 announced=bool(row["announced"]),
-                carriers=own_carriers(row),
+                carriers=carriers,
+                upstreams=upstreams,
             )
         )
     return MonitoredIndex(items)

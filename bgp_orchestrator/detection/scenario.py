@@ -40,7 +40,7 @@ from bgp_orchestrator.detection.reference import (
     MonitoredIndex,
     Reference,
     Tenant,
-    own_carriers,
+    own_neighbours,
 )
 from bgp_orchestrator.reference.aspa import AspaIndex, parse_items
 from bgp_orchestrator.reference.asrel import parse_lines
@@ -156,7 +156,7 @@ def reference_from_json(data: dict[str, Any], version: str = "scenario") -> Refe
             frozenset(int(a) for a in p.get("origin_asns", [])),
             int(p.get("max_length", parse_net(p["prefix"]).length)),
             bool(p.get("announced", True)),
-            own_carriers(p),
+            *own_neighbours(p),
         )
         for p in data.get("prefixes", [])
     )

@@ -13,6 +13,20 @@ class Visibility:
 
 
 @dataclass
+class UpstreamVisibility:
+    """Through which configured upstream each peer carries a monitored prefix."""
+
+    #: peer key -> the upstream its path goes through
+    peers: dict[str, int] = field(default_factory=dict)
+    #: upstream -> peers carrying the prefix through it (kept with ``peers``)
+    counts: dict[int, int] = field(default_factory=dict)
+    #: upstreams the prefix has been seen through at all (only those can be lost)
+    seen: set[int] = field(default_factory=set)
+    #: upstreams currently reported lost
+    alerted: set[int] = field(default_factory=set)
+
+
+@dataclass
 class DetectorState:
     #: prefix -> {origin ASN: last seen}; at most ``moas.MAX_ORIGINS`` per prefix, those
     #: seen within the MOAS window (checkpoints store it as it is)
@@ -22,6 +36,8 @@ class DetectorState:
     moas_next_sweep: float = 0.0
     #: monitored prefix -> which peers carry it
     visibility: dict[str, Visibility] = field(default_factory=dict)
+    #: monitored prefix -> which peers carry it through which configured upstream
+    upstream_visibility: dict[str, UpstreamVisibility] = field(default_factory=dict)
     #: (prefix, origin) -> RPKI state, for the reference version in ``rov_version``
     rov_cache: dict[tuple[str, int | None], str] = field(default_factory=dict)
     rov_version: str = ""

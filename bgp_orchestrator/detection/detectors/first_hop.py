@@ -15,7 +15,7 @@ from bgp_orchestrator.detection.reference import Monitored, Reference
 from bgp_orchestrator.detection.state import DetectorState
 
 
-def _rule(p: Prepared, owner: Monitored) -> Monitored | None:
+def neighbour_rule(p: Prepared, owner: Monitored) -> Monitored | None:
     """The most specific of the owner's monitored prefixes covering the route that names
     its own neighbours (a customer's prefix, or a rule for a block of them), if any."""
     if owner.carriers is not None:
@@ -23,6 +23,23 @@ def _rule(p: Prepared, owner: Monitored) -> Monitored | None:
     for m in reversed(p.covering):  # most specific last
         if m.tenant_id == owner.tenant_id and m.carriers is not None:
             return m
+    return None
+
+
+def first_hop(
+    p: Prepared, m: Monitored, rule: Monitored | None, tenant_asns: frozenset[int]
+) -> int | None:
+    """The first AS after the origin on the route's path (None: none, or an AS_SET).
+
+    A prefix's own rule names its first hops (the tenant among them, for a customer's
+    prefix); the tenant's list is about its own network, so without a rule the
+    tenant's ASNs are skipped as part of the origin."""
+    own = m.origins if rule is not None else tenant_asns | m.origins
+    for element in reversed(p.path):
+        if isinstance(element, tuple):
+            return None  # an AS_SET next to the origin: no single first hop
+        if element not in own:
+            return element
     return None
 
 
@@ -38,21 +55,11 @@ def illegal_first_hop(
             tenant = ref.tenants.get(m.tenant_id)
             if tenant is None:
                 continue
-            rule = _rule(p, m)
+            rule = neighbour_rule(p, m)
             carriers = rule.carriers if rule is not None else tenant.carriers
             if not carriers:
                 continue  # no neighbours configured: nothing to compare with
-            # A prefix's own rule names its first hops (the tenant among them, for a
-            # customer's prefix); the tenant's list is about its own network, so its
-            # ASNs are skipped as part of the origin.
-            own = m.origins if rule is not None else tenant.asns | m.origins
-            first = None
-            for element in reversed(p.path):
-                if isinstance(element, tuple):
-                    break  # an AS_SET next to the origin: no single first hop
-                if element not in own:
-                    first = element
-                    break
+            first = first_hop(p, m, rule, tenant.asns)
             if first is None or first in carriers:
                 continue
             yield p.observe(

@@ -9,7 +9,7 @@ from bgp_orchestrator.detection.checkpoint import (
     dump_state,
     load_state,
 )
-from bgp_orchestrator.detection.state import DetectorState, Visibility
+from bgp_orchestrator.detection.state import DetectorState, UpstreamVisibility, Visibility
 from bgp_orchestrator.stream.probe import Fingerprint
 
 
@@ -24,6 +24,24 @@ def test_the_state_round_trips_across_slices() -> None:
     assert back.visibility == state.visibility
     assert fingerprint == last
     assert load_state(dump_state(state))[1] is None
+
+
+def test_per_upstream_visibility_round_trips_and_old_checkpoints_still_load() -> None:
+    import msgpack  # type: ignore[import-untyped]
+
+    state = DetectorState()
+    state.upstream_visibility["45.65.12.0/24"] = UpstreamVisibility(
+        {"rrc00|10.0.0.1": 3356, "rrc00|10.0.0.2": 1299, "rrc01|10.0.0.3": 1299},
+        {3356: 1, 1299: 2},
+        {3356, 1299, 6939},
+        {6939},
+    )
+    back, _ = load_state(dump_state(state))
+    assert back.upstream_visibility == state.upstream_visibility
+    # a checkpoint of the same format written before the per-upstream part existed
+    version, slices, visibility, record, _ = msgpack.unpackb(dump_state(state))
+    older, _ = load_state(msgpack.packb([version, slices, visibility, record]))
+    assert older.upstream_visibility == {}
 
 
 def test_an_unknown_format_is_refused() -> None:

@@ -39,9 +39,9 @@ def test_one_prefix_with_five_thousand_origins_is_bounded_and_one_conflict() -> 
     ref, state = _reference(), DetectorState()
     updates = [_announce(i, "8.8.8.0/24", 200000 + i, 1000.0 + i * 0.01) for i in range(5000)]
     batch = prepare(updates, ref, [])
-    started = time.perf_counter()
+    started = time.process_time()  # CPU time: another process's load does not count
     conflicts = list(moas(batch, ref, state))
-    elapsed = time.perf_counter() - started
+    elapsed = time.process_time() - started
     assert elapsed < 0.5, f"{elapsed:.2f}s for 5,000 origins"  # ~0.02 s; was ~1.5 s
     assert len(state.origins["8.8.8.0/24"]) <= MAX_ORIGINS
     assert len(conflicts) == 4999  # every new origin is an observation ...
@@ -82,9 +82,9 @@ def test_many_prefixes_with_several_origins_each() -> None:
         for k in range(4)
     ]
     batch = prepare(updates, ref, [])
-    started = time.perf_counter()
+    started = time.process_time()  # CPU time: another process's load does not count
     conflicts = list(moas(batch, ref, state))
-    elapsed = time.perf_counter() - started
+    elapsed = time.process_time() - started
     assert elapsed < 1.0, f"{elapsed:.2f}s for 80,000 announcements"  # ~0.1 s
     assert len({c.key for c in conflicts}) == 20_000  # one per prefix, not one per origin
     assert len(conflicts) == 60_000
