@@ -443,13 +443,26 @@ class Simulation:
             self._announce(peer, prefix, self.world.tenant_path(tenant, peer.asn, self.rng), ts + 1)
             for peer in gone
         ]
-        return Incident(
-            "visibility-loss",
-            prefix,
-            at,
-            ups,
-            [
-                Expected("visibility-loss", tenant.id, prefix, None, "", "high"),
-                Expected("visibility-loss", tenant.id, prefix, None, "", "high", resolved=True),
-            ],
-        )
+        expected = [
+            Expected("visibility-loss", tenant.id, prefix, None, "", "high"),
+            Expected("visibility-loss", tenant.id, prefix, None, "", "high", resolved=True),
+        ]
+        # An upstream whose every carrier withdrew is lost too (the rest still see the
+        # prefix through another upstream: medium), until they announce it again.
+        upstream_of = self.world.tenant_upstream
+        through = {upstream_of(tenant, peer.asn) for peer in self._carriers}
+        kept = {upstream_of(tenant, peer.asn) for peer in self._carriers[len(gone) :]}
+        for upstream in sorted(through - kept):
+            for resolved in (False, True):
+                expected.append(
+                    Expected(
+                        "upstream-visibility-loss",
+                        tenant.id,
+                        prefix,
+                        None,
+                        str(upstream),
+                        "medium",
+                        resolved=resolved,
+                    )
+                )
+        return Incident("visibility-loss", prefix, at, ups, expected)

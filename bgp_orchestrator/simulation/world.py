@@ -76,8 +76,13 @@ class World:
             return (*up_from_peer[:-1], *down)
         return (*up_from_peer, *down)  # tier-1s peer with each other
 
+    def tenant_upstream(self, tenant: SimTenant, peer_asn: int) -> int:
+        """The upstream through which ``peer_asn`` reaches the tenant: stable, as a best
+        path is, so that per-upstream visibility changes only when an incident says so."""
+        return tenant.upstreams[(peer_asn * 2654435761 + tenant.asn) % len(tenant.upstreams)]
+
     def tenant_path(self, tenant: SimTenant, peer_asn: int, rng: random.Random) -> tuple[int, ...]:
-        upstream = rng.choice(tenant.upstreams)
+        upstream = self.tenant_upstream(tenant, peer_asn)
         via = self.path(peer_asn, upstream, rng)
         return (*via, tenant.asn)
 
