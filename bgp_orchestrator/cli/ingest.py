@@ -395,7 +395,6 @@ def bmp(
         )
         try:
             await station.start()
-            err.print(f"BMP station listening on {host}:{station.port}")
             await station.run(stop)
             await publisher.flush()
         except BaseException:
