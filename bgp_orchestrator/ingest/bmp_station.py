@@ -39,6 +39,11 @@ log = logging.getLogger(__name__)
 DEFAULT_PORT = 11019
 #: Messages a connection handles before it gives the other connections a turn.
 FAIR_SHARE = 64
+#: Dead letters of one connection logged one by one; after that one in every 1,000.
+LOGGED_DEAD_LETTERS = 20
+#: Updates and dead letters waiting for the broker beyond which a connection with a
+#: dead letter to send waits.
+MAX_PENDING = 50_000
 _IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -155,6 +160,7 @@ class BmpStation:
         allow: Iterable[_IPNetwork] = (),
         max_routers: int = 256,
         max_message: int = bmp.MAX_MESSAGE,
+        max_pending: int = MAX_PENDING,
     ) -> None:
         self.publisher = publisher
         self.host = host
@@ -171,6 +177,7 @@ class BmpStation:
         self.allow = list(allow)
         self.max_routers = max_routers
         self.max_message = max_message
+        self.max_pending = max_pending
         self.connections: dict[asyncio.Task[None], Connection] = {}
         self.finished: list[Connection] = []
         self.refused = 0
@@ -371,13 +378,18 @@ class BmpStation:
                 updates = router.handle(message)
             except Malformed as exc:
                 await self._dead(connection, exc, message, connection.messages)
-                log.warning(
-                    "BMP router %s: message %d (%s) dead-lettered: %s",
-                    connection.label,
-                    connection.messages,
-                    bmp.MESSAGE_TYPES.get(message[5], f"type {message[5]}"),
-                    exc.message,
-                )
+                if _worth_logging(connection.dead_letters):
+                    log.warning(
+                        "BMP router %s: message %d (%s) dead-lettered: %s%s",
+                        connection.label,
+                        connection.messages,
+                        bmp.MESSAGE_TYPES.get(message[5], f"type {message[5]}"),
+                        exc.message,
+                        f" ({connection.dead_letters:,} from this router so far; the next "
+                        "ones are logged less often)"
+                        if connection.dead_letters >= LOGGED_DEAD_LETTERS
+                        else "",
+                    )
                 continue
             if updates:
                 await publisher.publish(updates)
@@ -398,6 +410,9 @@ class BmpStation:
         reason = exc.message
         if connection.router.name != connection.address:
             reason = f"router {connection.router.name}: {reason}"
+        # a router sending nothing but garbage must not fill the memory with dead letters
+        # waiting for the broker: it waits (and so its TCP window closes), the others not
+        await self.publisher.wait_below(self.max_pending)
         await self.publisher.dead_letter(DeadLetter(exc.code, reason, "bmp", position, payload))
 
 
@@ -407,6 +422,10 @@ async def _buffered(reader: asyncio.StreamReader) -> bytes:
         return await asyncio.wait_for(reader.read(4096), 0.2)
     except (TimeoutError, OSError):
         return b""
+
+
+def _worth_logging(count: int) -> bool:
+    return count <= LOGGED_DEAD_LETTERS or count % 1000 == 0
 
 
 def _keepalive(writer: asyncio.StreamWriter) -> None:

@@ -197,3 +197,42 @@ def test_the_cli_station_publishes_and_flushes_on_sigterm(
         f"10.{n}.0.0/16" for n in range(50)
     }
     assert {u.collector for u in updates} == {"cli-rtr"}
+
+
+async def test_a_router_flooding_garbage_waits_for_the_broker_the_others_flow(
+    kafka_bootstrap: str,
+) -> None:
+    """5,000 broken messages with at most 100 letters waiting for the broker: every one
+    is dead-lettered, in bounded memory, while another router's routes go through."""
+    topic = f"bmp-flood-{uuid.uuid4().hex[:8]}"
+    dlq = f"{topic}.dlq"
+    partitions = await ensure_topics(kafka_bootstrap, topic, dlq, 4)
+    publisher = UpdatePublisher(kafka_bootstrap, topic, dlq, partitions, eager=True)
+    await publisher.start()
+    station = BmpStation(publisher, "127.0.0.1", 0, max_pending=100)
+    await station.start()
+    stop = asyncio.Event()
+    serving = asyncio.create_task(station.run(stop))
+    peer = m.per_peer("192.0.2.1", 64500)
+    broken = m.route_monitoring(peer, m.MARKER + m.u16(300) + b"\x02" + bytes(8))
+    try:
+        _, flood = await asyncio.open_connection("127.0.0.1", station.port)
+        good_r, good = await asyncio.open_connection("127.0.0.1", station.port)
+        flood.write(m.initiation("flood-rtr") + broken * 5000)
+        good.write(m.initiation("good-rtr") + m.peer_up(peer))
+        good.write(b"".join(_route(peer, f"10.{n}.0.0/16", 64500, 3356) for n in range(100)))
+        good.write(m.termination())
+        await asyncio.gather(flood.drain(), good.drain())
+        assert await _closed_by_station(good_r)
+        flooding = next(c for c in station.connections.values() if c.router.name == "flood-rtr")
+        deadline = time.monotonic() + 60
+        while flooding.dead_letters < 5000:
+            assert time.monotonic() < deadline, flooding.dead_letters
+            await asyncio.sleep(0.1)
+    finally:
+        stop.set()
+        await serving
+        await publisher.close()
+    assert publisher.stats.dead_letters == {"malformed-bmp": 5000}
+    updates = await _updates(kafka_bootstrap, topic)
+    assert len({u.prefix for u in updates if u.collector == "good-rtr" and u.prefix}) == 100
