@@ -1,15 +1,16 @@
 """The BMP station: routers connect over TCP and stream BMP (RFC 7854); updates go to Kafka.
 
-One asyncio server; one task per router connection, reading one message at a time
-(so a connection holds at most one message, ``max_message`` bytes, in memory, and a
-publisher that waits for the broker slows the routers down through TCP instead of
-growing a buffer). Every message's common header is checked before its body is
-read; a message that is wrong in itself goes to the dead-letter topic with the
-reason and the router's connection goes on. Only when the header itself is
-impossible (another version, a length out of range: the stream's framing is lost)
-is that router's connection closed, after its dead letter; the router reconnects
-and starts over with Initiation and Peer Up, as RFC 7854 has it. Nothing a router
-sends affects another router's connection.
+One asyncio server; one task per router connection, reading what its socket has
+(64 KiB at most) and handling every whole message in it, the updates published
+together (so a connection holds at most one message of ``max_message`` bytes and a
+read in memory, and a publisher that waits for the broker slows the routers down
+through TCP instead of growing a buffer). Every message's common header is checked
+before its body is waited for; a message that is wrong in itself goes to the
+dead-letter topic with the reason and the router's connection goes on. Only when
+the header itself is impossible (another version, a length out of range: the
+stream's framing is lost) is that router's connection closed, after its dead
+letter; the router reconnects and starts over with Initiation and Peer Up, as RFC
+7854 has it. Nothing a router sends affects another router's connection.
 
 A router whose connection ends without a Termination message is logged; its
 sessions are not declared down (BMP lost sight of them, the BGP sessions may be
@@ -30,15 +31,16 @@ from dataclasses import dataclass, field
 
 from bgp_orchestrator.bgp.parsers import bmp
 from bgp_orchestrator.bgp.parsers.common import Malformed
+from bgp_orchestrator.bgp.update import Update
 from bgp_orchestrator.errors import BgpoError, ConfigurationError
-from bgp_orchestrator.ingest.deadletter import DeadLetter
+from bgp_orchestrator.ingest.deadletter import MAX_PAYLOAD, DeadLetter
 from bgp_orchestrator.ingest.publisher import UpdatePublisher
 
 log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 11019
-#: Messages a connection handles before it gives the other connections a turn.
-FAIR_SHARE = 64
+#: Bytes read from a connection at once (its whole messages are handled together).
+READ_SIZE = 1 << 16
 #: Dead letters of one connection logged one by one; after that one in every 1,000.
 LOGGED_DEAD_LETTERS = 20
 #: Updates and dead letters waiting for the broker beyond which a connection with a
@@ -328,76 +330,92 @@ class BmpStation:
             )
 
     async def _serve(self, connection: Connection, reader: asyncio.StreamReader) -> str:
-        """Read and handle messages until the connection ends; returns why it ended."""
+        """Read and handle messages until the connection ends; returns why it ended.
+
+        What the socket has is read at once (up to :data:`READ_SIZE`), every whole
+        message in it handled and their updates published together; a message not yet
+        whole stays in the buffer, which never holds more than one message and a read.
+        """
         router = connection.router
-        publisher = self.publisher
+        buffer = bytearray()
         while True:
             try:
-                head = await reader.readexactly(bmp.HEADER)
-            except asyncio.IncompleteReadError as exc:
-                if exc.partial:
-                    truncated = Malformed(
-                        "bmp-truncated",
-                        f"the connection ended inside a message header ({len(exc.partial)} bytes)",
-                    )
-                    await self._dead(connection, truncated, exc.partial, connection.messages + 1)
+                chunk = await reader.read(READ_SIZE)
+            except OSError as exc:
+                return f"connection error: {exc}"
+            if not chunk:
+                if buffer:
+                    await self._truncated(connection, bytes(buffer))
                     return "closed mid-message"
                 return "closed by the router"
-            except OSError as exc:
-                return f"connection error: {exc}"
-            try:
-                length, _ = bmp.parse_header(head, self.max_message)
-            except bmp.FramingLost as exc:
-                # what follows the header is unreadable: keep what already arrived for
-                # the dead letter, and give this router a fresh start
-                following = await _buffered(reader)
-                await self._dead(connection, exc, head + following, connection.messages + 1)
-                log.error(
-                    "BMP router %s: %s; closing its connection (the router reconnects and "
-                    "starts over)",
-                    connection.label,
-                    exc.message,
-                )
-                return f"framing lost: {exc.message}"
-            try:
-                rest = await reader.readexactly(length - bmp.HEADER)
-            except asyncio.IncompleteReadError as exc:
-                truncated = Malformed(
-                    "bmp-truncated",
-                    f"the connection ended {length - bmp.HEADER - len(exc.partial)} bytes "
-                    f"short of a {length}-byte message",
-                )
-                await self._dead(connection, truncated, head + exc.partial, connection.messages + 1)
-                return "closed mid-message"
-            except OSError as exc:
-                return f"connection error: {exc}"
-            message = head + rest
-            connection.messages += 1
-            connection.bytes += length
-            try:
-                updates = router.handle(message)
-            except Malformed as exc:
-                await self._dead(connection, exc, message, connection.messages)
-                if _worth_logging(connection.dead_letters):
-                    log.warning(
-                        "BMP router %s: message %d (%s) dead-lettered: %s%s",
-                        connection.label,
-                        connection.messages,
-                        bmp.MESSAGE_TYPES.get(message[5], f"type {message[5]}"),
-                        exc.message,
-                        f" ({connection.dead_letters:,} from this router so far; the next "
-                        "ones are logged less often)"
-                        if connection.dead_letters >= LOGGED_DEAD_LETTERS
-                        else "",
+            buffer += chunk
+            updates: list[Update] = []
+            at = 0
+            why: str | None = None
+            while len(buffer) - at >= bmp.HEADER:
+                try:
+                    length, _ = bmp.parse_header(
+                        bytes(buffer[at : at + bmp.HEADER]), self.max_message
                     )
-                continue
+                except bmp.FramingLost as exc:
+                    # what follows is unreadable: dead-letter what arrived of it, and give
+                    # this router a fresh start
+                    payload = bytes(buffer[at : at + MAX_PAYLOAD])
+                    await self._dead(connection, exc, payload, connection.messages + 1)
+                    log.error(
+                        "BMP router %s: %s; closing its connection (the router reconnects and "
+                        "starts over)",
+                        connection.label,
+                        exc.message,
+                    )
+                    why = f"framing lost: {exc.message}"
+                    break
+                if len(buffer) - at < length:
+                    break  # the rest of the message is still on its way
+                message = bytes(buffer[at : at + length])
+                at += length
+                connection.messages += 1
+                connection.bytes += length
+                try:
+                    updates.extend(router.handle(message))
+                except Malformed as exc:
+                    await self._malformed(connection, exc, message)
+                    continue
+                if router.terminated is not None:
+                    log.info("BMP router %s terminated: %s", connection.label, router.terminated)
+                    why = f"terminated: {router.terminated}"
+                    break
+            del buffer[:at]
             if updates:
-                await publisher.publish(updates)
-            if router.terminated is not None:
-                log.info("BMP router %s terminated: %s", connection.label, router.terminated)
-                return f"terminated: {router.terminated}"
-            if connection.messages % FAIR_SHARE == 0:
-                await asyncio.sleep(0)  # the others' turn, even with data waiting here
+                await self.publisher.publish(updates)
+            else:
+                await asyncio.sleep(0)  # a turn for the others, even with data waiting here
+            if why is not None:
+                return why
+
+    async def _malformed(self, connection: Connection, exc: Malformed, message: bytes) -> None:
+        await self._dead(connection, exc, message, connection.messages)
+        if _worth_logging(connection.dead_letters):
+            log.warning(
+                "BMP router %s: message %d (%s) dead-lettered: %s%s",
+                connection.label,
+                connection.messages,
+                bmp.MESSAGE_TYPES.get(message[5], f"type {message[5]}"),
+                exc.message,
+                f" ({connection.dead_letters:,} from this router so far; the next "
+                "ones are logged less often)"
+                if connection.dead_letters >= LOGGED_DEAD_LETTERS
+                else "",
+            )
+
+    async def _truncated(self, connection: Connection, partial: bytes) -> None:
+        if len(partial) < bmp.HEADER:
+            what = f"inside a message header ({len(partial)} bytes)"
+        else:
+            length = int.from_bytes(partial[1:5], "big")
+            what = f"{length - len(partial)} bytes short of a {length}-byte message"
+        exc = Malformed("bmp-truncated", f"the connection ended {what}")
+        await self._dead(connection, exc, partial, connection.messages + 1)
 
     async def _dead(
         self, connection: Connection, exc: Malformed, payload: bytes, number: int
@@ -414,14 +432,6 @@ class BmpStation:
         # waiting for the broker: it waits (and so its TCP window closes), the others not
         await self.publisher.wait_below(self.max_pending)
         await self.publisher.dead_letter(DeadLetter(exc.code, reason, "bmp", position, payload))
-
-
-async def _buffered(reader: asyncio.StreamReader) -> bytes:
-    """Some of what follows (for a dead letter), waiting at most a moment for it."""
-    try:
-        return await asyncio.wait_for(reader.read(4096), 0.2)
-    except (TimeoutError, OSError):
-        return b""
 
 
 def _worth_logging(count: int) -> bool:

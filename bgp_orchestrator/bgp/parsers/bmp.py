@@ -37,7 +37,7 @@ import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from bgp_orchestrator.bgp.parsers import bgp4mp, mrt
 from bgp_orchestrator.bgp.parsers.common import Malformed
@@ -155,8 +155,7 @@ def _malformed(message: str, **details: Any) -> Malformed:
     return Malformed("malformed-bmp", message, details=details or None)
 
 
-@dataclass(frozen=True, slots=True)
-class PeerHeader:
+class PeerHeader(NamedTuple):
     """The per-peer header (RFC 7854 4.2) of Route Monitoring, Statistics, Peer Up/Down."""
 
     peer_type: int
@@ -357,17 +356,23 @@ class Router:
         self.initiated = False
         self.terminated: str | None = None  # the Termination message's reason
         self._published = False
+        self._identities: dict[tuple[bytes, str], str] = {}
 
     # -- identities -------------------------------------------------------------------
 
     def identity(self, header: PeerHeader, view: str | None = None) -> str:
         """The ``collector`` of the session's updates in ``view`` (the header's own)."""
-        name = self.name
-        rd = distinguisher_text(header.distinguisher)
-        if rd:
-            name = f"{name}/{rd}"
         view = view or header.view
-        return name if view == PRE_POLICY else f"{name}/{view}"
+        key = (header.distinguisher, view)
+        collector = self._identities.get(key)
+        if collector is None:
+            name = self.name
+            rd = distinguisher_text(header.distinguisher)
+            if rd:
+                name = f"{name}/{rd}"
+            collector = name if view == PRE_POLICY else f"{name}/{view}"
+            self._identities[key] = collector
+        return collector
 
     def _first_view(self, header: PeerHeader) -> str | None:
         """The view whose identity a Peer Up announces at once (others when they first
@@ -437,6 +442,7 @@ class Router:
                 )
             else:
                 self.name = self.sys_name
+                self._identities.clear()
 
     def _termination(self, message: bytes) -> None:
         reason = "no reason given"
