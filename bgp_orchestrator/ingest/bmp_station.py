@@ -381,6 +381,8 @@ class BmpStation:
                 except Malformed as exc:
                     await self._malformed(connection, exc, message)
                     continue
+                if message[5] == bmp.INITIATION:
+                    self._introduced(connection)
                 if router.terminated is not None:
                     log.info("BMP router %s terminated: %s", connection.label, router.terminated)
                     why = f"terminated: {router.terminated}"
@@ -392,6 +394,34 @@ class BmpStation:
                 await asyncio.sleep(0)  # a turn for the others, even with data waiting here
             if why is not None:
                 return why
+
+    def _introduced(self, connection: Connection) -> None:
+        router = connection.router
+        log.info(
+            "BMP router %s:%s is %s (%s)",
+            connection.address,
+            connection.port,
+            router.name,
+            router.sys_descr or "no sysDescr",
+        )
+        for other in self.connections.values():
+            if other is connection or other.router.name != router.name:
+                continue
+            if other.address == connection.address:
+                log.info(
+                    "BMP router %s connected again while its connection from port %s is "
+                    "still open (that one ends when TCP notices it is gone)",
+                    router.name,
+                    other.port,
+                )
+            else:
+                log.warning(
+                    "BMP routers %s and %s both call themselves %s: their sessions share "
+                    "names (give each router its own hostname)",
+                    f"{other.address}:{other.port}",
+                    f"{connection.address}:{connection.port}",
+                    router.name,
+                )
 
     async def _malformed(self, connection: Connection, exc: Malformed, message: bytes) -> None:
         await self._dead(connection, exc, message, connection.messages)

@@ -83,6 +83,11 @@ async def test_garbage_from_one_router_never_stops_the_others(kafka_bootstrap: s
         await bad.drain()
         stranger.write(b"GET / HTTP/1.1\r\nHost: station\r\n\r\n")
         await stranger.drain()
+        # a router that goes away in the middle of a message
+        _, cut = await asyncio.open_connection("127.0.0.1", station.port)
+        cut.write(m.initiation("cut-rtr") + m.peer_up(peer)[:50])
+        await cut.drain()
+        cut.close()
 
         assert await _closed_by_station(bad_r), "framing lost: the bad router is let go"
         assert await _closed_by_station(stranger_r)
@@ -114,6 +119,7 @@ async def test_garbage_from_one_router_never_stops_the_others(kafka_bootstrap: s
     assert routers["bad-rtr"]["dead_letters"] == 2
     assert str(routers["bad-rtr"]["why_closed"]).startswith("framing lost")
     assert routers["127.0.0.1"]["dead_letters"] == 1
+    assert routers["cut-rtr"]["why_closed"] == "closed mid-message"
 
     updates = await _updates(kafka_bootstrap, topic)
     good_ones = {
@@ -139,8 +145,11 @@ async def test_garbage_from_one_router_never_stops_the_others(kafka_bootstrap: s
     assert by_code == [
         ("bmp-framing", "bmp", "message 1"),  # the stranger's HTTP request
         ("bmp-framing", "bmp", "message 5"),
+        ("bmp-truncated", "bmp", "message 2"),
         ("malformed-bmp", "bmp", "message 3"),
     ]
+    cut_letter = next(d for d in letters if d.code == "bmp-truncated")
+    assert "short of a" in cut_letter.reason and "router cut-rtr" in cut_letter.reason
     framing = next(d for d in letters if d.code == "bmp-framing" and "bad-rtr" in d.reason)
     assert "length 1000000000" in framing.reason
     assert isinstance(framing.payload, bytes) and b"garbage" in framing.payload

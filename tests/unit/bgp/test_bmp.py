@@ -360,3 +360,22 @@ def test_debian_frr_8_4_session() -> None:
     assert [u.kind for u in updates[:2]] == [Kind.PEER_DOWN, Kind.PEER_UP]
     assert {u.peer_address for u in updates} == {"10.209.0.3"}
     assert r.stats.local_as_removed == 2
+
+
+def test_route_mirroring_is_counted_not_published() -> None:
+    mirrored = m.bmp(6, m.per_peer() + m.tlv(0, v4_update(64500, 13335)))
+    r, updates = router(mirrored)
+    assert updates == []
+    assert r.stats.messages == {"route-mirroring": 1}
+
+
+def test_loc_rib_with_its_table_name_and_its_peer_down() -> None:
+    header = m.per_peer("0.0.0.0", 65010, peer_type=3, bgp_id="10.0.0.254")
+    up = m.peer_up(header, tlvs=m.tlv(3, b"default"))  # RFC 9069 VRF/Table Name TLV
+    down = m.peer_down(header, reason=6, data=m.tlv(3, b"default"))
+    r, updates = router(m.initiation(), up, down)
+    assert [(u.kind, u.collector) for u in updates] == [
+        (Kind.PEER_UP, "r1/loc-rib"),
+        (Kind.PEER_DOWN, "r1/loc-rib"),
+    ]
+    assert not r.peers
