@@ -376,13 +376,7 @@ class BmpStation:
                 at += length
                 connection.messages += 1
                 connection.bytes += length
-                try:
-                    updates.extend(router.handle(message))
-                except Malformed as exc:
-                    await self._malformed(connection, exc, message)
-                    continue
-                if message[5] == bmp.INITIATION:
-                    self._introduced(connection)
+                updates.extend(await self._handle(connection, message))
                 if router.terminated is not None:
                     log.info("BMP router %s terminated: %s", connection.label, router.terminated)
                     why = f"terminated: {router.terminated}"
@@ -394,6 +388,26 @@ class BmpStation:
                 await asyncio.sleep(0)  # a turn for the others, even with data waiting here
             if why is not None:
                 return why
+
+    async def _handle(self, connection: Connection, message: bytes) -> list[Update]:
+        """The message's updates; a message that cannot be decoded is dead-lettered."""
+        try:
+            updates = connection.router.handle(message)
+        except Malformed as exc:
+            await self._malformed(connection, exc, message)
+            return []
+        except Exception as exc:  # a decoder bug: this message is lost, not the others
+            log.exception(
+                "BMP router %s: message %d broke the decoder", connection.label, connection.messages
+            )
+            failed = Malformed(
+                "bmp-decoder-error", f"the decoder failed: {type(exc).__name__}: {exc}"
+            )
+            await self._dead(connection, failed, message, connection.messages)
+            return []
+        if message[5] == bmp.INITIATION:
+            self._introduced(connection)
+        return updates
 
     def _introduced(self, connection: Connection) -> None:
         router = connection.router

@@ -256,7 +256,12 @@ class _Attributes:
             self.reach.extend(_mp_reach(body, at, stop))
         elif code == 15:
             self.unreach.extend(_mp_unreach(body, at, stop))
-        elif code in (26, 128):  # AIGP, ATTR_SET: left to mrtparse
+        elif code == 26:
+            # AIGP (RFC 7311): no detector reads it, and a malformed one is discarded
+            # (RFC 7311 3.2); never left to mrtparse, whose decoder loops for ever on a
+            # TLV shorter than its own header
+            pass
+        elif code == 128:  # ATTR_SET: left to mrtparse
             raise _Unusual
 
     def path(self) -> tuple[AsPathElement, ...]:

@@ -303,6 +303,52 @@ def _open_info(message: bytes) -> tuple[int, dict[tuple[int, int], int]]:
     return asn, add_path
 
 
+#: Path attributes never handed to mrtparse: AIGP (its decoder loops for ever on a TLV
+#: shorter than its header) and ATTR_SET (which may hold one). No detector reads them.
+_NOT_FOR_MRTPARSE = frozenset({26, 128})
+
+
+def _for_mrtparse(pdu: bytes, what: str) -> bytes:
+    """The UPDATE without the attributes of :data:`_NOT_FOR_MRTPARSE`; Malformed when its
+    attributes do not add up (so mrtparse only ever reads a well-formed attribute list)."""
+    at = BGP_HEADER
+    if at + 2 > len(pdu):
+        raise _malformed(f"{what}: UPDATE too short for its withdrawn routes length")
+    withdrawn = _U16.unpack_from(pdu, at)[0]
+    at += 2 + withdrawn
+    if at + 2 > len(pdu):
+        raise _malformed(f"{what}: withdrawn routes run past the UPDATE's end")
+    size = _U16.unpack_from(pdu, at)[0]
+    start, end = at + 2, at + 2 + size
+    if end > len(pdu):
+        raise _malformed(f"{what}: path attributes run past the UPDATE's end")
+    kept: list[bytes] = []
+    dropped = False
+    at = start
+    while at < end:
+        if at + 3 > end:
+            raise _malformed(f"{what}: a path attribute header is cut off")
+        flags, code = pdu[at], pdu[at + 1]
+        if flags & 0x10:
+            if at + 4 > end:
+                raise _malformed(f"{what}: a path attribute header is cut off")
+            stop = at + 4 + _U16.unpack_from(pdu, at + 2)[0]
+        else:
+            stop = at + 3 + pdu[at + 2]
+        if stop > end:
+            raise _malformed(f"{what}: path attribute {code} runs past the attributes' end")
+        if code in _NOT_FOR_MRTPARSE:
+            dropped = True
+        else:
+            kept.append(pdu[at:stop])
+        at = stop
+    if not dropped:
+        return pdu
+    attributes = b"".join(kept)
+    rest = pdu[BGP_HEADER : start - 2] + _U16.pack(len(attributes)) + attributes + pdu[end:]
+    return pdu[:16] + _U16.pack(BGP_HEADER + len(rest)) + pdu[18:19] + rest
+
+
 @dataclass
 class Peer:
     """A peer of the router (in one instance), while it is up."""
@@ -625,6 +671,7 @@ class Router:
         if decoded is not None:
             updates = decoded[0]
         else:
+            body = body[: len(body) - len(pdu)] + _for_mrtparse(pdu, what)
             record = mrt.decode_record(
                 _U32.pack(seconds)
                 + _U16.pack(17)

@@ -232,15 +232,36 @@ def test_add_path_negotiated_in_peer_up_is_decoded() -> None:
 
 
 def test_attributes_the_fast_decoder_leaves_are_decoded_by_mrtparse() -> None:
-    aigp = m.attribute(26, b"\x01" + m.u16(11) + bytes(8), 0x80)  # AIGP: mrtparse's part
+    attr_set = m.attribute(128, m.u32(64500) + m.origin(), 0xC0)  # deferred, then dropped
     pdu = m.update(
-        attributes=m.origin() + m.as_path(64500, 13335) + m.next_hop("192.0.2.1") + aigp,
+        attributes=m.origin() + m.as_path(64500, 13335) + m.next_hop("192.0.2.1") + attr_set,
         announced=m.nlri("203.0.113.0/24"),
     )
     _, updates = router(m.route_monitoring(m.per_peer(), pdu))
     assert [(u.prefix, u.as_path, u.source) for u in updates] == [
         ("203.0.113.0/24", (64500, 13335), "bmp")
     ]
+
+
+@pytest.mark.parametrize(
+    "aigp",
+    [
+        b"\x01" + m.u16(11) + bytes(8),  # a metric TLV
+        b"\x01" + m.u16(0) + bytes(8),  # a TLV shorter than its header: discarded (RFC 7311)
+    ],
+)
+def test_aigp_is_discarded_never_decoded_by_mrtparse(aigp: bytes) -> None:
+    """mrtparse loops for ever on an AIGP TLV shorter than 3 bytes: a router sending one
+    would stop the station."""
+    pdu = m.update(
+        attributes=m.origin()
+        + m.as_path(64500, 13335)
+        + m.next_hop("192.0.2.1")
+        + m.attribute(26, aigp, 0x80),
+        announced=m.nlri("203.0.113.0/24"),
+    )
+    _, updates = router(m.route_monitoring(m.per_peer(), pdu))
+    assert [u.prefix for u in updates] == ["203.0.113.0/24"]
 
 
 def test_frr_local_as_in_front_of_ebgp_paths_is_removed_ibgp_left_alone() -> None:
@@ -379,3 +400,53 @@ def test_loc_rib_with_its_table_name_and_its_peer_down() -> None:
         (Kind.PEER_DOWN, "r1/loc-rib"),
     ]
     assert not r.peers
+
+
+@pytest.mark.timeout(120)
+def test_mutated_messages_give_updates_or_malformed_never_anything_else() -> None:
+    """Every message type, mutated at random (bytes changed, dropped, inserted; the
+    length kept right): each one decodes or raises Malformed, in bounded time (this
+    is how mrtparse's endless loop on AIGP was found)."""
+    import random
+
+    peer, v6 = m.per_peer(), m.per_peer("2001:db8::1", 64501)
+    seeds = [
+        m.initiation(),
+        m.termination(),
+        m.peer_up(peer, sent_caps=m.add_path(bits=1), received_caps=m.add_path(bits=2)),
+        m.peer_down(peer, 1, m.bgp(3, b"\x06\x02")),
+        m.route_monitoring(peer, v4_update(64500, 13335)),
+        m.route_monitoring(
+            v6,
+            m.update(
+                attributes=m.origin()
+                + m.as_path(64501, 64777)
+                + m.mp_reach_v6("2001:db8::1", "2a0b:4e00::/32")
+                + m.mp_unreach_v6("2001:db8:1::/48")
+                + m.attribute(26, b"\x01" + m.u16(11) + bytes(8), 0x80)
+            ),
+        ),
+        m.statistics(peer, m.tlv(0, m.u32(3)), m.tlv(9, m.u16(1) + b"\x01" + bytes(8))),
+        m.route_monitoring(m.per_peer("0.0.0.0", 1, peer_type=3), v4_update(1, 2)),
+    ]
+    rng = random.Random(7)
+    outcomes = {"updates": 0, "malformed": 0}
+    for _ in range(4000):
+        message = bytearray(rng.choice(seeds))
+        for _ in range(rng.randint(1, 4)):
+            op = rng.random()
+            if op < 0.6:
+                message[rng.randrange(6, len(message))] = rng.randrange(256)
+            elif op < 0.8:
+                del message[rng.randrange(6, len(message))]
+            else:
+                message.insert(rng.randrange(6, len(message) + 1), rng.randrange(256))
+        message[1:5] = len(message).to_bytes(4, "big")
+        r = bmp.Router("x")
+        r.handle(seeds[2])  # the peer is up, with ADD-PATH, for some of them
+        try:
+            r.handle(bytes(message))
+            outcomes["updates"] += 1
+        except Malformed:
+            outcomes["malformed"] += 1
+    assert outcomes["updates"] and outcomes["malformed"]
