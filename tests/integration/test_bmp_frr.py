@@ -1,8 +1,8 @@
 """A real router exporting BMP: FRR's bgpd (`-M bmp`, Debian's frr package) in a network
 namespace, peered with an ExaBGP router that announces a legitimate route and then a
-hijack of a monitored prefix; FRR streams its Adj-RIB-In (pre- and post-policy) to
-`bgpo ingest bmp`, and the hijack must come out of the conflicts API with FRR and its
-peer as the session."""
+hijack of a monitored prefix (IPv4), and an IPv6 hijack by a private ASN; FRR streams
+its Adj-RIB-In (IPv4 pre- and post-policy, IPv6 pre-policy) to `bgpo ingest bmp`, and
+the hijacks must come out of the conflicts API with FRR and its peer as the session."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import cast
 
 import httpx
 import pytest
@@ -110,9 +111,14 @@ def _frr(tmp_path: Path, procs: Daemons, station_port: int) -> None:
         # FRRouting/frr#10240)
         f"  neighbor {HOST} soft-reconfiguration inbound\n"
         " exit-address-family\n"
+        " address-family ipv6 unicast\n"
+        f"  neighbor {HOST} activate\n"
+        f"  neighbor {HOST} soft-reconfiguration inbound\n"
+        " exit-address-family\n"
         " bmp targets bgpo\n"
         "  bmp monitor ipv4 unicast pre-policy\n"
         "  bmp monitor ipv4 unicast post-policy\n"
+        "  bmp monitor ipv6 unicast pre-policy\n"
         f"  bmp connect {HOST} port {station_port} min-retry 200 max-retry 2000\n"
         " exit\n"
     )
@@ -149,6 +155,7 @@ def _exabgp(tmp_path: Path, procs: Daemons) -> None:
         "time.sleep(2)\n"
         "send('announce route 45.65.12.0/24 next-hop self as-path [ 200100 3356 200200 ]')\n"
         "send('announce route 198.51.100.0/24 next-hop self as-path [ 200100 4200000001 ]')\n"
+        "send('announce route 2a0b:4e00::/32 next-hop 2001:db8::2 as-path [ 200100 6939 64777 ]')\n"
         "time.sleep(3)\n"
         "send('announce route 45.65.12.0/24 next-hop self as-path [ 200100 174 13335 ]')\n"
         "while True:\n    time.sleep(60)\n"
@@ -159,7 +166,7 @@ def _exabgp(tmp_path: Path, procs: Daemons) -> None:
         f"neighbor {FRR} {{\n"
         f"    router-id {HOST}; local-address {HOST}; local-as {EXA_AS}; peer-as {FRR_AS};\n"
         "    connect 179;\n"
-        "    family { ipv4 unicast; }\n"
+        "    family { ipv4 unicast; ipv6 unicast; }\n"
         "    api { processes [ announcer ]; }\n}\n"
     )
     procs.start(
@@ -192,11 +199,25 @@ async def test_frr_bmp_hijack_reaches_the_api(
     # the router (its sysName) and its peer are the session: pre-policy, then post-policy
     pre = f"bgpo-frr|{HOST}"
     deadline = time.monotonic() + 30
-    while pre not in hijack["peers"]:  # type: ignore[operator]
+    peers = cast(list[str], hijack["peers"])
+    while pre not in peers:
         assert time.monotonic() < deadline, hijack
         await asyncio.sleep(0.5)
-        hijack = await wait_for_hijack(client, 13335)
-    assert set(hijack["peers"]) <= {pre, f"bgpo-frr/post-policy|{HOST}"}  # type: ignore[arg-type]
+        peers = cast(list[str], (await wait_for_hijack(client, 13335))["peers"])
+    assert set(peers) <= {pre, f"bgpo-frr/post-policy|{HOST}"}
+    # IPv6 over the same session: a hijack of the monitored /32 by a private ASN
+    deadline = time.monotonic() + 30
+    while True:
+        r = await client.get(
+            "/api/v1/conflicts?prefix=2a0b:4e00::/32&prefix_match=exact",
+            headers={"X-Tenant": "lab"},
+        )
+        found = {(c["type"], tuple(c["peers"])) for c in r.json()["items"]}
+        if {t for t, _ in found} >= {"exact-prefix-hijack", "bogon-asn"}:
+            break
+        assert time.monotonic() < deadline, found
+        await asyncio.sleep(0.5)
+    assert all(peers == (pre,) for _, peers in found), found
     log = (tmp_path / "station.log").read_text()
     assert f"BMP router connected from {FRR}" in log
     assert f"peer {HOST} AS{EXA_AS} up" in log
