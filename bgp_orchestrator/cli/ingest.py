@@ -320,6 +320,115 @@ def exabgp(
 
 
 @ingest_app.command()
+def bmp(
+    listen: Annotated[
+        str,
+        typer.Option(
+            help="Address and port to accept routers on: HOST:PORT, [V6]:PORT, 0.0.0.0:11019 "
+            "for every IPv4 interface, [::]:11019 for every interface"
+        ),
+    ],
+    view: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="What to publish (repeatable): pre-policy and post-policy Adj-RIB-In, "
+            "loc-rib (RFC 9069); default all three, each as sessions of their own"
+        ),
+    ] = None,
+    allow: Annotated[
+        list[str] | None,
+        typer.Option(help="Accept routers only from this network (repeatable), e.g. 192.0.2.0/24"),
+    ] = None,
+    max_routers: Annotated[
+        int, typer.Option(min=1, help="Routers connected at once; more are refused")
+    ] = 256,
+    stats_interval: Annotated[
+        float, typer.Option(help="Log each router's counters every N seconds (0: never)")
+    ] = 300.0,
+    duration: Annotated[float | None, typer.Option(help="Stop after N seconds")] = None,
+) -> None:
+    """Run a BMP station (RFC 7854, Loc-RIB per RFC 9069): routers connect and stream
+    their peers' routes, published to Kafka with the router and peer as the session.
+
+    Malformed messages go to the dead-letter topic with the reason, and only a router
+    whose stream cannot be cut into messages any more is disconnected (it reconnects).
+    Ctrl-C or SIGTERM closes the connections and waits until the broker acknowledged
+    everything.
+    """
+    import logging
+
+    from bgp_orchestrator.bgp.parsers.bmp import VIEWS
+    from bgp_orchestrator.ingest.bmp_station import BmpStation, parse_allow, parse_listen
+
+    settings = _settings()
+    try:
+        host, port = parse_listen(listen)
+        networks = parse_allow(allow or [])
+    except BgpoError as exc:
+        err.print(f"[red]error[/] ({exc.code}): {exc.message}")
+        raise typer.Exit(2) from None
+    views = tuple(dict.fromkeys(view)) if view else VIEWS
+    unknown = [v for v in views if v not in VIEWS]
+    if unknown:
+        err.print(f"[red]error[/]: --view {unknown[0]!r}: choose among {', '.join(VIEWS)}")
+        raise typer.Exit(2)
+    station_log = logging.getLogger("bgp_orchestrator.ingest.bmp_station")
+    if station_log.getEffectiveLevel() > logging.INFO:
+        station_log.setLevel(logging.INFO)  # connections, peers and dead letters are news
+
+    station: BmpStation | None = None
+
+    async def run() -> PublishStats:
+        nonlocal station
+        publisher = await _publisher(settings, eager=True)
+        station = BmpStation(
+            publisher, host, port, views=views, allow=networks, max_routers=max_routers
+        )
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGINT, stop.set)
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+        if duration is not None:
+            loop.call_later(duration, stop.set)
+        reporter = (
+            asyncio.create_task(station.report(stats_interval)) if stats_interval > 0 else None
+        )
+        try:
+            await station.start()
+            await station.run(stop)
+            await publisher.flush()
+        except BaseException:
+            await publisher.close(flush=False)
+            raise
+        finally:
+            if reporter is not None:
+                reporter.cancel()
+        await publisher.close()
+        return publisher.stats
+
+    try:
+        stats = asyncio.run(run())
+    except BgpoError as exc:
+        raise _fail(exc) from None
+    routers = station.routers() if station is not None else []
+    _summary(
+        "BMP station",
+        stats,
+        {
+            "router connections": len(routers),
+            **{
+                f"  {r['router']} ({r['address']})": (
+                    f"{r['messages']:,} messages, {r['updates']:,} updates, "
+                    f"{r['dead_letters']} dead letters; {r['why_closed'] or 'open'}"
+                )
+                for r in routers
+            },
+            "refused connections": station.refused if station is not None else 0,
+        },
+    )
+
+
+@ingest_app.command()
 def rislive(
     url: Annotated[str | None, typer.Option(help="RIS Live websocket URL")] = None,
     host: Annotated[str | None, typer.Option(help="Only this collector, e.g. rrc00")] = None,

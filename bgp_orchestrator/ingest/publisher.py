@@ -264,6 +264,15 @@ class UpdatePublisher:
         if self._dead.task is None:
             self._start(self._dead)
 
+    async def wait_below(self, limit: int) -> None:
+        """Wait while more than ``limit`` updates and dead letters are unacknowledged: a
+        source whose dead letters come faster than the broker takes them waits here."""
+        while self.unacknowledged > limit:
+            self._check()
+            self._progress.clear()
+            await self._progress.wait()
+        self._check()
+
     def mark(self, position: object) -> None:
         """``position`` becomes :attr:`acknowledged` once everything given so far is."""
         self._checkpoint(position, 0)

@@ -284,3 +284,19 @@ def test_publish_failed_survives_pickling() -> None:
     back = pickle.loads(pickle.dumps(exc))
     assert type(back) is PublishFailed
     assert (back.code, back.value, back.details) == ("kafka-publish-failed", 3, {"topic": "t"})
+
+
+async def test_wait_below_waits_until_the_broker_took_enough(producer: BlockingProducer) -> None:
+    publisher = UpdatePublisher("kafka", "t", "t.dlq", 1, batch_size=1, linger_s=0.002)
+    await publisher.start()
+    producer.block_next = True
+    await publisher.publish([_update("10.0.0.0/24"), _update("10.0.1.0/24")])
+    await asyncio.wait_for(producer.waiting.wait(), 2)
+    await publisher.wait_below(2)  # two waiting: not above the limit
+    waiting = asyncio.create_task(publisher.wait_below(0))
+    await asyncio.sleep(0.05)
+    assert not waiting.done()
+    producer.release.set()
+    await asyncio.wait_for(waiting, 2)
+    assert publisher.unacknowledged == 0
+    await publisher.close()

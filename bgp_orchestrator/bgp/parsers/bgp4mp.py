@@ -126,10 +126,17 @@ _GENERIC_MAX = 0xFF  # unknown codes are read as raw bytes by mrtparse, as here
 
 
 def decode(
-    mrt_type: int, subtype: int, seconds: int, body: bytes, collector: str
+    mrt_type: int,
+    subtype: int,
+    seconds: int,
+    body: bytes,
+    collector: str,
+    source: str = SOURCE,
 ) -> tuple[list[Update], bool] | None:
     """``(updates, state_change)`` of a BGP4MP record as :mod:`mrt` would make them from
-    mrtparse's decoding, or None if this decoder does not take the record."""
+    mrtparse's decoding, or None if this decoder does not take the record. ``source``
+    names the feed in the updates (the BMP station hands its BGP messages in as
+    BGP4MP records)."""
     if subtype in _AS4:
         asn_size = 4
     elif subtype in _AS2:
@@ -137,13 +144,19 @@ def decode(
     else:
         return None
     try:
-        return _decode(mrt_type, subtype, seconds, body, collector, asn_size)
+        return _decode(mrt_type, subtype, seconds, body, collector, asn_size, source)
     except (_Unusual, IndexError, struct.error, ValueError):
         return None
 
 
 def _decode(
-    mrt_type: int, subtype: int, seconds: int, body: bytes, collector: str, asn_size: int
+    mrt_type: int,
+    subtype: int,
+    seconds: int,
+    body: bytes,
+    collector: str,
+    asn_size: int,
+    source: str,
 ) -> tuple[list[Update], bool]:
     at = 0
     timestamp = float(seconds)
@@ -176,8 +189,8 @@ def _decode(
             kind = Kind.PEER_DOWN
         else:
             return [], True
-        return [Update(kind, timestamp, peer, peer_asn, source=SOURCE, collector=collector)], True
-    return _update(body, at, timestamp, peer, peer_asn, collector, asn_size), False
+        return [Update(kind, timestamp, peer, peer_asn, source=source, collector=collector)], True
+    return _update(body, at, timestamp, peer, peer_asn, collector, asn_size, source), False
 
 
 class _Attributes:
@@ -243,7 +256,12 @@ class _Attributes:
             self.reach.extend(_mp_reach(body, at, stop))
         elif code == 15:
             self.unreach.extend(_mp_unreach(body, at, stop))
-        elif code in (26, 128):  # AIGP, ATTR_SET: left to mrtparse
+        elif code == 26:
+            # AIGP (RFC 7311): no detector reads it, and a malformed one is discarded
+            # (RFC 7311 3.2); never left to mrtparse, whose decoder loops for ever on a
+            # TLV shorter than its own header
+            pass
+        elif code == 128:  # ATTR_SET: left to mrtparse
             raise _Unusual
 
     def path(self) -> tuple[AsPathElement, ...]:
@@ -260,6 +278,7 @@ def _update(
     peer_asn: int,
     collector: str,
     asn_size: int,
+    source: str = SOURCE,
 ) -> list[Update]:
     """A BGP UPDATE message from ``start`` (its 16-byte marker) on."""
     if start + 19 > len(body):
@@ -291,7 +310,7 @@ def _update(
     communities, large, next_hop = attributes.communities, attributes.large, attributes.next_hop
     withdraw, announce = Kind.WITHDRAW, Kind.ANNOUNCE
     out = [
-        _new(Update, (withdraw, timestamp, peer, peer_asn, p, (), (), "", SOURCE, collector, ()))
+        _new(Update, (withdraw, timestamp, peer, peer_asn, p, (), (), "", source, collector, ()))
         for p in (*withdrawn, *attributes.unreach)
     ]
     out.extend(
@@ -306,7 +325,7 @@ def _update(
                 path,
                 communities,
                 hop,
-                SOURCE,
+                source,
                 collector,
                 large,
             ),

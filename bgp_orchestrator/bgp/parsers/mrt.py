@@ -349,6 +349,22 @@ def read(
         source.close()
 
 
+def decode_record(record: bytes, collector: str, position: int = 0) -> Record:
+    """One whole MRT record (header and body), decoded by mrtparse: for records the fast
+    decoder does not take that come from elsewhere than a file (the BMP station wraps
+    the BGP messages routers send in BGP4MP records). Peer index tables are not kept."""
+    import mrtparse
+
+    reader = mrtparse.Reader(io.BytesIO(record))
+    try:
+        entry = next(reader)
+    except StopIteration:
+        return Record(position, error=Malformed("truncated-mrt", "empty record"))
+    except (EOFError, OSError, ValueError) as exc:
+        return Record(position, error=Malformed("truncated-mrt", f"record ends early: {exc}"))
+    return _record(entry, position, [], collector)
+
+
 def _raw_record(source: Any) -> tuple[bytes, bytes, bool]:
     """The next record's 12-byte header and body, and whether both are whole."""
     header: bytes = source.read(12)
