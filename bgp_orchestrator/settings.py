@@ -39,6 +39,7 @@ PORT_FIELDS = (
     "haproxy_stats_port",
     "haproxy_metrics_port",
     "embedded_victoria_metrics_port",
+    "embedded_oidc_port",
 )
 
 
