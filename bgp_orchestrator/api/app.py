@@ -20,6 +20,7 @@ from bgp_orchestrator.api.deps import TenantCache
 from bgp_orchestrator.api.metrics import ApiMetrics, MetricsMiddleware
 from bgp_orchestrator.api.routes import (
     anomalies,
+    apikeys,
     asns,
     conflicts,
     features,
@@ -44,8 +45,13 @@ Writes are checked against stored configuration and answer **409** with an
 explanation when they contradict it; invalid values answer **422** naming the
 field. Errors are RFC 9457 problem documents with a stable `code`.
 
-Until SSO is configured, development mode picks the tenant from the
-`X-Tenant` header.
+Every route but the health checks needs a credential: an OIDC bearer token of the
+configured issuer (Keycloak in production, the embedded provider in development), or
+an API key (`Authorization: Bearer bgpo_...` or `X-API-Key`). Development mode, while
+the API listens on loopback only, also accepts the `X-Tenant` header (acting as that
+tenant's admin; `X-Role` picks another role, `X-Role: platform-admin` the platform
+administrator). No credential answers **401**, too small a role **403**, another
+tenant's object **404**.
 """
 
 
@@ -98,6 +104,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         ml,
         features,
         anomalies,
+        apikeys,
     )
     for module in routers:
         app.include_router(module.router)
