@@ -169,6 +169,14 @@ class Settings(BaseSettings):
         "production.",
     )
 
+    usage_flush_s: float = Field(
+        30.0,
+        gt=0,
+        description="How often the API and the session-stats worker write the usage they "
+        "counted (API calls, updates per tenant) to PostgreSQL; the portal's usage page and "
+        "invoices read it.",
+    )
+
     # The BGP data path.
     kafka_topic: str = Field("bgp.updates", pattern=r"^[A-Za-z0-9._-]{1,200}$")
     kafka_dlq_topic: str = Field("bgp.updates.dlq", pattern=r"^[A-Za-z0-9._-]{1,200}$")

@@ -61,7 +61,7 @@ def session_stats_worker(settings: Settings, name: str) -> Any:
     store = open_metric_store(settings)
     writer = BackgroundMetricWriter(store)
     redis = open_redis(settings)
-    usage = SessionUsage(open_database(settings), owns_db=True)
+    usage = SessionUsage(open_database(settings), settings.usage_flush_s, owns_db=True)
 
     def start() -> None:
         writer.start()

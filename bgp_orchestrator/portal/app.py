@@ -22,7 +22,15 @@ from bgp_orchestrator import __version__
 from bgp_orchestrator.alerts.dispatcher import AlertDispatcher
 from bgp_orchestrator.errors import BgpoError, InvalidInput, NotFound, ServiceUnavailable
 from bgp_orchestrator.portal.auth import issuer_url, oauth_client, session_secret
-from bgp_orchestrator.portal.pages import alerts, billing, dashboard, login, tickets, usage
+from bgp_orchestrator.portal.pages import (
+    alerts,
+    apikeys,
+    billing,
+    dashboard,
+    login,
+    tickets,
+    usage,
+)
 from bgp_orchestrator.portal.sessions import ServerSessionMiddleware, SessionStore
 from bgp_orchestrator.portal.web import (
     Forbidden,
@@ -89,7 +97,7 @@ def create_portal_app(
         max_age_s=SESSION_MAX_AGE_S,
     )
     app.add_middleware(SecurityHeaders, csp=CSP.format(issuer=issuer))
-    for module in (login, dashboard, tickets, usage, billing, alerts):
+    for module in (login, dashboard, tickets, usage, billing, alerts, apikeys):
         app.include_router(module.router)
 
     @app.exception_handler(LoginRequired)

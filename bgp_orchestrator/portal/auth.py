@@ -20,6 +20,7 @@ from starlette.requests import Request
 
 from bgp_orchestrator.auth.principal import Principal, Role
 from bgp_orchestrator.errors import ConfigurationError
+from bgp_orchestrator.local import oidc
 from bgp_orchestrator.settings import Settings
 
 USER_KEY = "user"
@@ -27,13 +28,12 @@ USER_KEY = "user"
 
 def issuer_url(settings: Settings) -> str:
     """The configured issuer, or the embedded provider `bgpo up` starts in development."""
-    if settings.oidc_issuer:
-        return settings.oidc_issuer.rstrip("/")
-    if not settings.development:
+    found = oidc.issuer(settings)
+    if found is None:
         raise ConfigurationError(
             "oidc-issuer-missing", "production needs BGPO_OIDC_ISSUER (the Keycloak realm URL)"
         )
-    return f"http://127.0.0.1:{settings.embedded_oidc_port}"
+    return found
 
 
 def session_secret(settings: Settings) -> str:
@@ -70,12 +70,16 @@ def oauth_client(settings: Settings) -> Any:
         )
     oauth = OAuth()
     kwargs: dict[str, Any] = {"scope": "openid email profile", "code_challenge_method": "S256"}
-    if secret is None:
-        kwargs["token_endpoint_auth_method"] = "none"  # noqa: S105 - a public client: PKCE only
+    client_secret = secret.get_secret_value() if secret is not None else None
+    if client_secret is None and oidc.embedded_oidc_wanted(settings):
+        # The embedded provider takes any secret but insists on one; it guards nothing.
+        client_secret = "embedded-provider"  # noqa: S105
+    elif client_secret is None:
+        kwargs["token_endpoint_auth_method"] = "none"  # noqa: S105 - public client: PKCE only
     oauth.register(
         "bgpo",
         client_id=settings.portal_client_id,
-        client_secret=secret.get_secret_value() if secret is not None else None,
+        client_secret=client_secret,
         server_metadata_url=f"{issuer_url(settings)}/.well-known/openid-configuration",
         client_kwargs=kwargs,
     )

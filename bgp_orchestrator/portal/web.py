@@ -96,7 +96,12 @@ User = Annotated[PortalUser, Depends(signed_in)]
 
 
 def render(
-    request: Request, name: str, user: PortalUser | None, status: int = 200, **context: Any
+    request: Request,
+    name: str,
+    user: PortalUser | None,
+    *,
+    http_status: int = 200,
+    **context: Any,
 ) -> HTMLResponse:
     """A page; ``nav`` names the highlighted menu entry. The flash message shows once."""
     flash = request.session.pop("flash", None)
@@ -112,12 +117,14 @@ def render(
             "Role": Role,
             **context,
         },
-        status_code=status,
+        status_code=http_status,
     )
 
 
 def error_page(request: Request, status: int, title: str, message: str) -> HTMLResponse:
-    return render(request, "error.html", user_of(request), status, title=title, message=message)
+    return render(
+        request, "error.html", user_of(request), http_status=status, title=title, message=message
+    )
 
 
 def back(request: Request, route: str, kind: str, text: str, **params: Any) -> Response:

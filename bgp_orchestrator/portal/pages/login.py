@@ -77,6 +77,7 @@ async def callback(request: Request) -> Response:
         "roles": roles,
     }
     request.session["id_token"] = token.get("id_token")
+    await request.app.state.sessions.purge_expired()  # one cheap delete per login
     root = request.scope.get("root_path", "")
     safe = isinstance(next_path, str) and next_path.startswith(root + "/")
     target = next_path if safe and not next_path.startswith("//") else None
