@@ -9,6 +9,7 @@ import asyncio
 import json
 import threading
 from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -92,7 +93,9 @@ class PortalStack:
             finally:
                 await conn.close()
 
-        return asyncio.run(run())
+        # In a thread of its own: Playwright's sync API keeps a loop on the test's thread.
+        with ThreadPoolExecutor(1) as pool:
+            return pool.submit(asyncio.run, run()).result()
 
 
 def start_stack(database_url: str, data_dir: Path) -> Iterator[PortalStack]:
