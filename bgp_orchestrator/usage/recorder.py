@@ -170,7 +170,7 @@ async def totals(
         first,
         last,
     )
-    out = dict.fromkeys(METRICS, 0)
+    out: dict[str, int] = dict.fromkeys(METRICS, 0)
     for r in rows:
         out[r["metric"]] = int(r["total"] if r["metric"] in COUNTERS else r["peak"])
     return out

@@ -79,8 +79,9 @@ async def callback(request: Request) -> Response:
     request.session["id_token"] = token.get("id_token")
     await request.app.state.sessions.purge_expired()  # one cheap delete per login
     root = request.scope.get("root_path", "")
-    safe = isinstance(next_path, str) and next_path.startswith(root + "/")
-    target = next_path if safe and not next_path.startswith("//") else None
+    target = None
+    if isinstance(next_path, str) and next_path.startswith(root + "/"):
+        target = None if next_path.startswith("//") else next_path
     return RedirectResponse(target or str(request.url_for("dashboard")), status_code=303)
 
 
