@@ -4,10 +4,11 @@ Money is :class:`~decimal.Decimal` dollars rounded to cents. A month's invoice:
 
 * one base-fee line per plan the tenant had during the month, prorated by the
   share of the month it was active (a change takes effect at once);
-* one line per metric with the usage above what the plans included (each
-  plan's allowance prorated the same way), priced at the plan in force at the
-  end of the period. Counters (API calls, updates) are summed over the month;
-  sessions and prefixes are billed on the month's peak day.
+* one line per metric with the usage above what the plans included, priced at
+  the plan in force at the end of the period. Counters (API calls, updates)
+  are summed over the month against each plan's allowance prorated the same
+  way; sessions and prefixes are billed on the month's peak day against the
+  final plan's whole allowance.
 
 A tenant that never chose a plan is on :data:`DEFAULT_PLAN` since it was created.
 """
@@ -23,7 +24,7 @@ import asyncpg
 
 from bgp_orchestrator.errors import InvalidInput
 from bgp_orchestrator.usage import recorder
-from bgp_orchestrator.usage.recorder import METRICS
+from bgp_orchestrator.usage.recorder import GAUGES, METRICS
 
 CENT = Decimal("0.01")
 
@@ -278,7 +279,10 @@ async def invoice(
         )
     final = spans[-1].plan if spans else PLANS[DEFAULT_PLAN]
     for metric in METRICS:
-        allowance = int(sum(span.plan.included[metric] * span.share for span in spans))
+        if metric in GAUGES:  # billed on the peak day: the plan's allowance, whole
+            allowance = final.included[metric]
+        else:  # summed over the month: each plan's allowance for its share of it
+            allowance = int(sum(span.plan.included[metric] * span.share for span in spans))
         used = usage[metric]
         over = max(0, used - allowance)
         price, unit = final.overage[metric]

@@ -132,6 +132,11 @@ def test_up_prints_working_urls(stack: Stack) -> None:
         assert client.get(f"{stack.url}/docs").status_code == 200
         assert client.get(f"{stack.url}/readyz").status_code == 200
         assert client.get(stack.settings.dashboard_url).status_code == 200
+        # The portal, under its own route prefix of the same ingress.
+        assert client.get(f"{stack.url}/portal/healthz").status_code == 200
+        signed_out = client.get(f"{stack.url}/portal/")
+        assert signed_out.status_code == 303
+        assert signed_out.headers["location"].endswith("/portal/login")
 
 
 def test_api_through_serve(stack: Stack) -> None:

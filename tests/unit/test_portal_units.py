@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
+
+import pytest
 
 from bgp_orchestrator.portal import billing
 from bgp_orchestrator.portal.charts import bar_chart
@@ -83,3 +86,21 @@ def test_updates_count_for_every_tenant_with_a_session_to_the_peer() -> None:
     assert tenants_of_sessions(usage._tenants, {"192.0.2.1": 6}) == {1: 6, 2: 6}
     assert usage.recorder.pending == 2  # tenants 1 and 2; the unknown peer waits
     assert dict(usage._unmatched) == {"203.0.113.9": 4}
+
+
+async def test_the_serve_deployment_builds_the_portal_in_the_replica(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a replica does: construct the deployment class, then build its ASGI app
+    (no Ray started: the predictor handle is only looked up on first use)."""
+    monkeypatch.setenv("BGPO_DATA_DIR", str(tmp_path))
+    from deployments.portal import Portal
+
+    cls = Portal.func_or_class
+    replica = cls.__new__(cls)
+    await cls.__init__(replica)  # Serve's ingress makes __init__ a coroutine
+    app = replica.__serve_build_asgi_app__()
+    assert type(app.state.predictor).__name__ == "PredictorHandle"
+    assert app.url_path_for("dashboard") == "/"
+    with pytest.raises(RuntimeError, match="not finished starting"):
+        await replica.check_health()  # the lifespan has not opened the database yet
