@@ -134,6 +134,9 @@ def test_the_portal_in_a_browser(browser: Any, stack: PortalStack, demo: None) -
     assert page.get_by_text("Demo Admin").is_visible()
     assert page.get_by_text("transit A").is_visible()
     shot("02-dashboard")
+    page.emulate_media(color_scheme="dark")  # the operator's OS in dark mode
+    shot("02-dashboard-dark")
+    page.emulate_media(color_scheme="light")
 
     # Support: open a ticket, comment, close it; the history shows both changes.
     page.get_by_role("link", name="Tickets").click()
@@ -226,4 +229,4 @@ def test_the_portal_in_a_browser(browser: Any, stack: PortalStack, demo: None) -
 
     context.close()
     assert outside == [], f"portal pages tried to leave loopback: {outside}"
-    assert len(list(shots.glob("*.png"))) == 11
+    assert len(list(shots.glob("*.png"))) == 12
