@@ -80,6 +80,7 @@ class PortalStack:
     portal: LiveServer
     receiver: Receiver
     database_url: str
+    portal_app: Any
 
     @property
     def portal_url(self) -> str:
@@ -109,12 +110,13 @@ def start_stack(database_url: str, data_dir: Path) -> Iterator[PortalStack]:
     oidc = EmbeddedOIDC(settings)
     oidc.start()
     receiver = Receiver()
+    portal_app = create_portal_app(settings)
     try:
         with (
             LiveServer(create_app(settings)) as api,
-            LiveServer(mounted(create_portal_app(settings))) as portal,
+            LiveServer(mounted(portal_app)) as portal,
         ):
-            yield PortalStack(settings, oidc, api, portal, receiver, database_url)
+            yield PortalStack(settings, oidc, api, portal, receiver, database_url, portal_app)
     finally:
         receiver.close()
         oidc.stop()

@@ -12,6 +12,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
+import orjson
 import pytest
 
 from tests.integration.portal_stack import DEMO_ADMIN, DEMO_VIEWER, PortalStack, start_stack
@@ -175,3 +176,62 @@ def test_sign_out_ends_the_session_at_the_provider(stack: PortalStack) -> None:
 def test_data_dir_keeps_the_generated_session_secret(stack: PortalStack) -> None:
     path = Path(stack.settings.data_dir) / "portal_session_secret"
     assert path.stat().st_mode & 0o777 == 0o600
+
+
+class ScoringPredictor:
+    """Stands in for the predictor app (whose answers need a trained model and live
+    features): scores each session by its last address octet, in the app's shape."""
+
+    def __init__(self) -> None:
+        self.asked: list[list[str]] = []
+
+    async def predict_json(self, session_ids: list[str]) -> bytes:
+        self.asked.append(session_ids)
+        out = []
+        for sid in session_ids:
+            last = int(sid.rsplit(".", 1)[1])
+            out.append(
+                {"session_id": sid, "error": "no features"}
+                if last > 100
+                else {"session_id": sid, "probability": last / 100, "model_version": 1}
+            )
+        return orjson.dumps(out)
+
+
+def test_dashboard_shows_live_conflicts_and_flap_risk(stack: PortalStack) -> None:
+    with httpx.Client(base_url=stack.api.url, headers={"X-Tenant": "demo"}) as api:
+        api.post("/api/v1/asns", json={"asn": 64500})
+        for address, peer in (("192.0.2.63", 64501), ("192.0.2.200", 64502)):
+            r = api.post(
+                "/api/v1/sessions",
+                json={"local_asn": 64500, "peer_asn": peer, "peer_address": address,
+                      "interconnect": "ixp", "ixp_name": "DE-CIX"},
+            )  # fmt: skip
+            assert r.status_code == 201, r.text
+    now = datetime.now(UTC)
+    stack.sql(
+        "INSERT INTO conflicts (key, tenant_id, type, severity, prefix, origin_asn, as_path, "
+        "peers, first_seen, last_seen) SELECT k, t.id, 'exact-prefix-hijack', 'critical', "
+        "'203.0.113.0/24', 64666, '64501 64666', '{exabgp|192.0.2.63}', $1, $1 "
+        "FROM tenants t, unnest($2::text[]) AS k WHERE t.slug = $3",
+        now,
+        ["demo-hijack"],
+        "demo",
+    )
+    stack.sql(
+        "INSERT INTO conflicts (key, tenant_id, type, severity, prefix, first_seen, last_seen) "
+        "SELECT 'other-leak', id, 'route-leak', 'high', '198.18.0.0/24', $1, $1 "
+        "FROM tenants WHERE slug = 'other'",
+        now,
+    )
+    predictor = ScoringPredictor()
+    stack.portal_app.state.predictor = predictor
+    try:
+        with sign_in(stack) as client:
+            page = client.get("/portal/").text
+    finally:
+        stack.portal_app.state.predictor = None
+    assert "203.0.113.0/24" in page and "AS64666" in page
+    assert "198.18.0.0/24" not in page  # the other tenant's conflict
+    assert ">63%</span>" in page and "no features yet" in page
+    assert predictor.asked == [["exabgp|192.0.2.63", "exabgp|192.0.2.200"]]
