@@ -68,6 +68,10 @@ class Unauthorized(BgpoError):
     """The request does not say who it is for (no or unknown tenant)."""
 
 
+class Forbidden(BgpoError):
+    """The caller is known but its role does not allow this action."""
+
+
 class ServiceUnavailable(BgpoError):
     """A dependency (PostgreSQL, Redis, Kafka) does not answer; retry later."""
 

@@ -39,6 +39,7 @@ PORT_FIELDS = (
     "haproxy_stats_port",
     "haproxy_metrics_port",
     "embedded_victoria_metrics_port",
+    "embedded_oidc_port",
 )
 
 
@@ -160,6 +161,20 @@ class Settings(BaseSettings):
     )
     embedded_oidc_port: int = Field(
         8480, description="Port of the embedded OIDC provider (development)."
+    )
+    api_key_secret: SecretStr | None = Field(
+        None,
+        description="Key of the HMAC that API keys are stored under (at least 32 "
+        "characters); unset in development = generated and kept in data_dir; required in "
+        "production.",
+    )
+
+    usage_flush_s: float = Field(
+        30.0,
+        gt=0,
+        description="How often the API and the session-stats worker write the usage they "
+        "counted (API calls, updates per tenant) to PostgreSQL; the portal's usage page and "
+        "invoices read it.",
     )
 
     # The BGP data path.
@@ -364,7 +379,36 @@ class Settings(BaseSettings):
             password = urlsplit(url.get_secret_value()).password
             if password is not None and password.lower() in _PLACEHOLDER_SECRETS:
                 raise ValueError(f"{name} carries a placeholder password; use a real secret")
+        identity = [
+            name
+            for name, value in (
+                ("BGPO_OIDC_ISSUER", self.oidc_issuer),
+                ("BGPO_API_KEY_SECRET", self.api_key_secret),
+            )
+            if not value
+        ]
+        if identity:
+            raise ValueError(
+                "production mode authenticates callers with the OIDC issuer's tokens and "
+                "API keys; set " + ", ".join(identity)
+            )
         return self
+
+    @field_validator("api_key_secret")
+    @classmethod
+    def _real_api_key_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            secret = value.get_secret_value()
+            if len(secret) < 32 or secret.lower() in _PLACEHOLDER_SECRETS:
+                raise ValueError(
+                    "BGPO_API_KEY_SECRET must be a random secret of at least 32 characters"
+                )
+        return value
+
+    @property
+    def api_on_loopback(self) -> bool:
+        """True when the API binds only a loopback interface."""
+        return host_is_loopback(self.api_host)
 
     @property
     def development(self) -> bool:
@@ -402,6 +446,18 @@ class Settings(BaseSettings):
         host = self.ray_dashboard_host
         host = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104
         return f"http://{host}:{self.ray_dashboard_port}"
+
+
+def host_is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 or localhost (0.0.0.0 and :: are every interface, not loopback)."""
+    import ipaddress
+
+    if host.strip("[]").lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 @lru_cache(maxsize=1)

@@ -56,10 +56,16 @@ def session_stats_worker(settings: Settings, name: str) -> Any:
     from bgp_orchestrator.anomaly.store import open_metric_store
     from bgp_orchestrator.anomaly.writer import BackgroundMetricWriter
     from bgp_orchestrator.sessionstats import SessionStatsWorker
+    from bgp_orchestrator.usage.sessions import SessionUsage
 
     store = open_metric_store(settings)
     writer = BackgroundMetricWriter(store)
     redis = open_redis(settings)
+    usage = SessionUsage(open_database(settings), settings.usage_flush_s, owns_db=True)
+
+    def start() -> None:
+        writer.start()
+        usage.start()
 
     async def close_writer() -> None:
         await writer.close(timeout=20.0)
@@ -71,12 +77,14 @@ def session_stats_worker(settings: Settings, name: str) -> Any:
         _bootstrap(settings),
         name=name,
         progress=ProgressStore(redis, settings.session_stats_group, settings.kafka_topic),
-        closers=[close_writer, redis.aclose],
+        closers=[close_writer, usage.aclose, redis.aclose],
         describe=lambda: {
             "metric_writer": dataclasses.asdict(writer.stats()),
             "metric_store": store.describe(),
+            "usage": usage.recorder.stats(),
         },
-        on_start=writer.start,
+        on_start=start,
+        usage=usage.record,
     )
     return worker
 

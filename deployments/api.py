@@ -17,8 +17,8 @@ from bgp_orchestrator.errors import ServiceUnavailable
 from bgp_orchestrator.settings import Settings
 
 
-class _PredictorHandle:
-    """The API's way to the FlapPredictor deployment of the ``predictor`` app."""
+class PredictorHandle:
+    """The API's and the portal's way to the FlapPredictor of the ``predictor`` app."""
 
     def __init__(self) -> None:
         self._handle: Any = None
@@ -50,7 +50,7 @@ class PeeringAPI:
 
     def __serve_build_asgi_app__(self) -> Any:
         self._app = create_app(self._settings)
-        self._app.state.predictor = _PredictorHandle()
+        self._app.state.predictor = PredictorHandle()
         return self._app
 
     async def check_health(self) -> None:

@@ -7,6 +7,7 @@ tests and ``bench/api_latency.py`` call it directly under plain ASGI servers.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -20,6 +21,7 @@ from bgp_orchestrator.api.deps import TenantCache
 from bgp_orchestrator.api.metrics import ApiMetrics, MetricsMiddleware
 from bgp_orchestrator.api.routes import (
     anomalies,
+    apikeys,
     asns,
     conflicts,
     features,
@@ -33,6 +35,7 @@ from bgp_orchestrator.api.routes import (
 )
 from bgp_orchestrator.settings import Settings
 from bgp_orchestrator.storage.database import Database, open_database
+from bgp_orchestrator.usage.recorder import UsageRecorder
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +47,13 @@ Writes are checked against stored configuration and answer **409** with an
 explanation when they contradict it; invalid values answer **422** naming the
 field. Errors are RFC 9457 problem documents with a stable `code`.
 
-Until SSO is configured, development mode picks the tenant from the
-`X-Tenant` header.
+Every route but the health checks needs a credential: an OIDC bearer token of the
+configured issuer (Keycloak in production, the embedded provider in development), or
+an API key (`Authorization: Bearer bgpo_...` or `X-API-Key`). Development mode, while
+the API listens on loopback only, also accepts the `X-Tenant` header (acting as that
+tenant's admin; `X-Role` picks another role, `X-Role: platform-admin` the platform
+administrator). No credential answers **401**, too small a role **403**, another
+tenant's object **404**.
 """
 
 
@@ -59,9 +67,15 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         app.state.database = db
         dsn = settings.database_url.get_secret_value() if settings.database_url else None
         app.state.broadcaster = ConflictBroadcaster(dsn or "")
+        # API calls per tenant, and the day's inventory, written every 30 s.
+        usage.db = db
+        stop_usage = asyncio.Event()
+        usage_task = asyncio.create_task(usage.run(stop_usage), name="usage")
         try:
             yield
         finally:
+            stop_usage.set()
+            await usage_task
             await app.state.broadcaster.close()
             if getattr(app.state, "metric_store", None) is not None:
                 await app.state.metric_store.close()
@@ -80,12 +94,16 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.state.settings = settings
     app.state.metrics = ApiMetrics()
     app.state.tenant_cache = TenantCache()
+    usage = UsageRecorder(
+        database, settings.usage_flush_s, snapshot=True
+    )  # the lifespan sets its db when None
+    app.state.usage = usage
     if database is not None:
         app.state.database = database
         dsn = settings.database_url.get_secret_value() if settings.database_url else ""
         app.state.broadcaster = ConflictBroadcaster(dsn)
     problems.install(app)
-    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
+    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics, usage=usage)
     routers = (
         health,
         tenants,
@@ -98,6 +116,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         ml,
         features,
         anomalies,
+        apikeys,
     )
     for module in routers:
         app.include_router(module.router)

@@ -60,9 +60,14 @@ class ApiMetrics:
 
 
 class MetricsMiddleware:
-    def __init__(self, app: ASGIApp, metrics: ApiMetrics) -> None:
+    """Also counts each tenant's API calls for its usage: a request whose tenant was
+    resolved (``request.state.tenant_id``) adds one to ``usage`` (an in-memory
+    :class:`~bgp_orchestrator.usage.recorder.UsageRecorder`, flushed in batches)."""
+
+    def __init__(self, app: ASGIApp, metrics: ApiMetrics, usage: Any = None) -> None:
         self.app = app
         self.metrics = metrics
+        self.usage = usage
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -85,3 +90,10 @@ class MetricsMiddleware:
             method = scope.get("method", "GET")
             self.metrics.requests.labels(method, template, str(status)).inc()
             self.metrics.latency.labels(method, template).observe(time.perf_counter() - started)
+            state = scope.get("state")
+            if self.usage is not None and state:
+                tenant_id = state.get("tenant_id")
+                if tenant_id is None and state.get("principal") is not None:
+                    tenant_id = state["principal"].tenant_id
+                if tenant_id is not None:
+                    self.usage.add(tenant_id, "api_calls")

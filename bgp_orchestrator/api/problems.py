@@ -15,6 +15,7 @@ from bgp_orchestrator.errors import (
     BgpoError,
     ConfigConflict,
     ConfigurationError,
+    Forbidden,
     InvalidInput,
     NotFound,
     ServiceUnavailable,
@@ -30,6 +31,7 @@ STATUS_BY_ERROR: tuple[tuple[type[BgpoError], int], ...] = (
     (NotFound, 404),
     (ConfigConflict, 409),
     (Unauthorized, 401),
+    (Forbidden, 403),
     (ServiceUnavailable, 503),
     (ConfigurationError, 500),
 )
@@ -37,6 +39,7 @@ STATUS_BY_ERROR: tuple[tuple[type[BgpoError], int], ...] = (
 TITLES = {
     400: "Bad request",
     401: "Unauthorized",
+    403: "Forbidden",
     404: "Not found",
     405: "Method not allowed",
     409: "Conflict with stored configuration",
@@ -123,6 +126,8 @@ def install(app: FastAPI) -> None:
         errors = None
         if isinstance(exc, ServiceUnavailable):
             headers = {"Retry-After": str(exc.details.get("retry_after_s", 5))}
+        if isinstance(exc, Unauthorized):
+            headers = {"WWW-Authenticate": 'Bearer realm="bgpo"'}
         if isinstance(exc, InvalidInput) and exc.field:
             errors = [{"location": "body", "field": exc.field, "message": exc.message}]
         if status >= 500:

@@ -89,6 +89,7 @@ def up(
     console.print(f"\n[green]BGP Orchestrator is up[/] in {info.seconds:.0f}s\n")
     table = Table(show_header=False, box=None)
     table.add_row("API", info.api_url + "/api/v1")
+    table.add_row("Portal", info.api_url + "/portal/")
     table.add_row("API docs", info.docs_url)
     table.add_row("Readiness", info.api_url + "/readyz")
     table.add_row("Metrics", info.api_url + "/metrics")

@@ -87,7 +87,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 
 def _tenant(client: httpx.Client, slug: str) -> dict[str, str]:
-    r = client.post("/api/v1/tenants", json={"slug": slug, "name": slug})
+    r = client.post(
+        "/api/v1/tenants", json={"slug": slug, "name": slug}, headers={"X-Role": "platform-admin"}
+    )
     assert r.status_code == 201, r.text
     headers = {"X-Tenant": slug}
     assert client.post("/api/v1/asns", json={"asn": 64500}, headers=headers).status_code == 201
@@ -130,6 +132,11 @@ def test_up_prints_working_urls(stack: Stack) -> None:
         assert client.get(f"{stack.url}/docs").status_code == 200
         assert client.get(f"{stack.url}/readyz").status_code == 200
         assert client.get(stack.settings.dashboard_url).status_code == 200
+        # The portal, under its own route prefix of the same ingress.
+        assert client.get(f"{stack.url}/portal/healthz").status_code == 200
+        signed_out = client.get(f"{stack.url}/portal/")
+        assert signed_out.status_code == 303
+        assert signed_out.headers["location"].endswith("/portal/login")
 
 
 def test_api_through_serve(stack: Stack) -> None:
@@ -235,7 +242,7 @@ def test_training_job_and_model_switches_fail_no_request(stack: Stack) -> None:
         models = client.get("/api/v1/ml/models", headers=E2E).json()
         assert models["items"][0]["version"] == trained and models["items"][0]["active"]
         # Materialization on demand: a Ray job that succeeds.
-        r = client.post("/api/v1/features/materialize", headers=E2E)
+        r = client.post("/api/v1/features/materialize", headers={"X-Role": "platform-admin"})
         assert r.status_code == 202, r.text
         job = r.json()["job_id"]
         deadline = time.monotonic() + 120
@@ -298,7 +305,11 @@ def test_anomaly_fitting_job_stores_what_the_api_returns(stack: Stack) -> None:
     assert 0 < tuned["f1"] <= 1
     assert outcome["params"]["season_length"] == 24  # 168 does not fit 7 days twice
     with httpx.Client(base_url=stack.url, timeout=10) as client:
-        r = client.post("/api/v1/tenants", json={"slug": "noc", "name": "NOC"})
+        r = client.post(
+            "/api/v1/tenants",
+            json={"slug": "noc", "name": "NOC"},
+            headers={"X-Role": "platform-admin"},
+        )
         assert r.status_code == 201, r.text
         noc = {"X-Tenant": "noc"}
         listed = client.get(

@@ -33,7 +33,7 @@ from bgp_orchestrator.storage import migrate
 from bgp_orchestrator.storage.database import Database
 from tests.conftest import free_port
 
-TABLES = "tenants, peer_prefix_counts, conflicts"
+TABLES = "tenants, peer_prefix_counts, conflicts, api_keys"
 
 
 def with_database(url: str, name: str) -> str:
@@ -138,7 +138,11 @@ class Tenant:
 
 
 async def make_tenant(client: httpx.AsyncClient, slug: str, *asns: int) -> Tenant:
-    r = await client.post("/api/v1/tenants", json={"slug": slug, "name": slug.title()})
+    r = await client.post(
+        "/api/v1/tenants",
+        json={"slug": slug, "name": slug.title()},
+        headers={"X-Role": "platform-admin"},
+    )
     assert r.status_code == 201, r.text
     tenant = Tenant(slug)
     for asn in asns:

@@ -70,7 +70,11 @@ async def api(
         app.router.lifespan_context(app),
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as client,
     ):
-        r = await client.post("/api/v1/tenants", json={"slug": "noc", "name": "NOC"})
+        r = await client.post(
+            "/api/v1/tenants",
+            json={"slug": "noc", "name": "NOC"},
+            headers={"X-Role": "platform-admin"},
+        )
         assert r.status_code == 201, r.text
         client.headers["X-Tenant"] = "noc"
         yield client, spike_at
@@ -78,7 +82,11 @@ async def api(
 
 async def _detect(client: httpx.AsyncClient, **body: Any) -> httpx.Response:
     series = [f"{METRIC}/rrc00|192.0.2.{i}" for i in (1, 2, 3, 9)]
-    return await client.post("/api/v1/anomalies/detect", json={"series": series, **body})
+    return await client.post(
+        "/api/v1/anomalies/detect",
+        json={"series": series, **body},
+        headers={"X-Role": "platform-admin"},
+    )
 
 
 async def test_detect_stores_anomalies_the_api_lists_and_details(
@@ -140,10 +148,16 @@ async def test_bad_requests_name_the_field(api: tuple[httpx.AsyncClient, datetim
         ({"series": [f"{METRIC}/rrc00|192.0.2.1"], "engine": "arima"}, "engine"),
     ]
     for body, field in cases:
-        r = await client.post("/api/v1/anomalies/detect", json=body)
+        r = await client.post(
+            "/api/v1/anomalies/detect", json=body, headers={"X-Role": "platform-admin"}
+        )
         assert r.status_code == 422, (body, r.text)
         assert field in r.text
-    r = await client.post("/api/v1/anomalies/detect", json={"series": [f"{METRIC}/x|1"]})
+    r = await client.post(
+        "/api/v1/anomalies/detect",
+        json={"series": [f"{METRIC}/x|1"]},
+        headers={"X-Role": "platform-admin"},
+    )
     assert r.status_code == 404 and "series-not-found" in r.text
     assert (await client.get("/api/v1/anomalies/999999")).status_code == 404
     r = await client.get("/api/v1/anomalies", params={"severity": "dire"})
@@ -170,12 +184,16 @@ async def test_detect_with_the_metric_store_down_answers_503(
         app.router.lifespan_context(app),
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as client,
     ):
-        r = await client.post("/api/v1/tenants", json={"slug": "noc", "name": "NOC"})
+        r = await client.post(
+            "/api/v1/tenants",
+            json={"slug": "noc", "name": "NOC"},
+            headers={"X-Role": "platform-admin"},
+        )
         assert r.status_code == 201, r.text
         r = await client.post(
             "/api/v1/anomalies/detect",
             json={"series": [f"{METRIC}/rrc00|192.0.2.1"]},
-            headers={"X-Tenant": "noc"},
+            headers={"X-Role": "platform-admin"},
         )
     assert r.status_code == 503, r.text
     assert r.json()["code"] == "metric-store-unavailable"

@@ -89,7 +89,11 @@ async def lab(
     client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api")
     h = {"X-Tenant": "lab"}
     assert (
-        await client.post("/api/v1/tenants", json={"slug": "lab", "name": "Lab"})
+        await client.post(
+            "/api/v1/tenants",
+            json={"slug": "lab", "name": "Lab"},
+            headers={"X-Role": "platform-admin"},
+        )
     ).status_code == 201
     assert (await client.post("/api/v1/asns", json={"asn": 200200}, headers=h)).status_code == 201
     for prefix in ("45.65.12.0/24", "2a0b:4e00::/32"):

@@ -160,7 +160,11 @@ async def test_live_stream_delivers_new_conflicts_and_resumes(
 ) -> None:
     async with httpx.AsyncClient(base_url=api_server.url, timeout=30) as client:
         assert (
-            await client.post("/api/v1/tenants", json={"slug": "live", "name": "Live"})
+            await client.post(
+                "/api/v1/tenants",
+                json={"slug": "live", "name": "Live"},
+                headers={"X-Role": "platform-admin"},
+            )
         ).status_code == 201
         t = await tenant_id(db, "live")
         received: list[tuple[str, str, dict[str, Any]]] = []

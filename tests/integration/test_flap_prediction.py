@@ -103,7 +103,11 @@ async def test_materialization_fills_redis_and_the_api_serves_it(
     app = create_app(settings, database=db)
     app.state.feature_store = open_store(settings, redis_url, env["project"])
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
-        await c.post("/api/v1/tenants", json={"slug": "flaps", "name": "Flaps"})
+        await c.post(
+            "/api/v1/tenants",
+            json={"slug": "flaps", "name": "Flaps"},
+            headers={"X-Role": "platform-admin"},
+        )
         frame = env["frame"]
         known = sorted(frame[ENTITY].unique())[:2]
         r = await c.post(
@@ -141,12 +145,19 @@ async def test_predictions_model_swaps_and_a_model_that_fails(
     app.state.predictor = predictor
     known = sorted(env["frame"][ENTITY].unique())[:3]
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
-        await c.post("/api/v1/tenants", json={"slug": "flaps", "name": "Flaps"})
+        await c.post(
+            "/api/v1/tenants",
+            json={"slug": "flaps", "name": "Flaps"},
+            headers={"X-Role": "platform-admin"},
+        )
         # Nothing active yet: a clear 503, not a crash.
         r = await c.post("/api/v1/ml/predict", json={"sessions": known[:1]}, headers=HEADERS)
         assert r.status_code == 503 and r.json()["code"] == "no-model"
 
-        r = await c.post(f"/api/v1/ml/models/{first.version}/activate", headers=HEADERS)
+        r = await c.post(
+            f"/api/v1/ml/models/{first.version}/activate",
+            headers={**HEADERS, "X-Role": "platform-admin"},
+        )
         assert r.status_code == 200 and r.json()["active"] is True
         async with db.connection() as conn:
             assert await predictor.load(conn, None) is True
@@ -184,7 +195,10 @@ async def test_predictions_model_swaps_and_a_model_that_fails(
         assert r.status_code == 422 and "no spaces" in r.text
 
         # Activate the second model: the predictor swaps on its next poll.
-        await c.post(f"/api/v1/ml/models/{second.version}/activate", headers=HEADERS)
+        await c.post(
+            f"/api/v1/ml/models/{second.version}/activate",
+            headers={**HEADERS, "X-Role": "platform-admin"},
+        )
         async with db.connection() as conn:
             assert await predictor.load(conn, None) is True
         r = await c.post("/api/v1/ml/predict", json={"sessions": known[:1]}, headers=HEADERS)
@@ -232,7 +246,11 @@ async def test_predictions_model_swaps_and_a_model_that_fails(
         assert r.json()["total"] == 3
         assert [m["active"] for m in r.json()["items"]] == [True, False, False]
         assert r.json()["items"][1]["metrics"]["model"]["roc_auc"] > 0.5
-        r = await c.post("/api/v1/ml/models/999/activate", headers=HEADERS)
+        r = await c.post(
+            "/api/v1/ml/models/999/activate", headers={**HEADERS, "X-Role": "platform-admin"}
+        )
         assert r.status_code == 404
-        r = await c.post("/api/v1/ml/models/0/activate", headers=HEADERS)
+        r = await c.post(
+            "/api/v1/ml/models/0/activate", headers={**HEADERS, "X-Role": "platform-admin"}
+        )
         assert r.status_code == 422 and "version" in r.text

@@ -295,7 +295,7 @@ async def test_tenants_are_isolated(client: httpx.AsyncClient, acme: Tenant) -> 
 @pytest.mark.parametrize(
     ("headers", "code"),
     [
-        ({}, "tenant-required"),
+        ({}, "authentication-required"),
         ({"X-Tenant": "nobody"}, "unknown-tenant"),
         ({"X-Tenant": "Not A Slug"}, "invalid-tenant"),
     ],
@@ -320,12 +320,16 @@ async def test_production_mode_refuses_the_tenant_header(
         redis_url="redis://h:6379/0",
         kafka_bootstrap_servers="h:9092",
         victoria_metrics_url="http://h:8428",
+        oidc_issuer="https://sso.example.net/realms/bgpo",
+        api_key_secret="an-api-key-secret-of-at-least-32-characters",
     )
     app = create_app(settings, database=db)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://a") as c:
         r = await c.get("/api/v1/sessions", headers={"X-Tenant": "acme"})
         assert r.status_code == 401 and r.json()["code"] == "authentication-required"
-        r = await c.post("/api/v1/tenants", json={"slug": "x", "name": "x"})
+        r = await c.post(
+            "/api/v1/tenants", json={"slug": "x", "name": "x"}, headers={"X-Role": "platform-admin"}
+        )
         assert r.status_code == 401
 
 

@@ -24,7 +24,11 @@ async def test_unreachable_database_gives_fast_503s(tmp_path: Path) -> None:
         r = await c.get("/readyz")
         assert r.status_code == 503
         assert r.json()["checks"]["postgres"]["ok"] is False
-        r = await c.post("/api/v1/tenants", json={"slug": "acme", "name": "Acme"})
+        r = await c.post(
+            "/api/v1/tenants",
+            json={"slug": "acme", "name": "Acme"},
+            headers={"X-Role": "platform-admin"},
+        )
         assert r.status_code == 503
         assert r.json()["code"] == "database-unavailable"
         assert r.headers["retry-after"]
@@ -39,7 +43,11 @@ async def test_unmigrated_database_says_run_migrate(fresh_database: str, tmp_pat
     db = Database(fresh_database)
     app = create_app(Settings(database_url=fresh_database, data_dir=tmp_path), database=db)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://a") as c:
-        r = await c.post("/api/v1/tenants", json={"slug": "acme", "name": "Acme"})
+        r = await c.post(
+            "/api/v1/tenants",
+            json={"slug": "acme", "name": "Acme"},
+            headers={"X-Role": "platform-admin"},
+        )
     await db.close()
     assert r.status_code == 503
     assert "bgpo migrate" in r.json()["detail"]

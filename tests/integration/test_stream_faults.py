@@ -102,7 +102,11 @@ def pg_address(database_url: str) -> tuple[str, int]:
 
 async def create_tenant(base_url: str, slug: str) -> None:
     async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
-        r = await client.post("/api/v1/tenants", json={"slug": slug, "name": slug.title()})
+        r = await client.post(
+            "/api/v1/tenants",
+            json={"slug": slug, "name": slug.title()},
+            headers={"X-Role": "platform-admin"},
+        )
         assert r.status_code == 201, r.text
 
 

@@ -48,7 +48,10 @@ def test_no_work_at_import_time(path: Path) -> None:
             assert name not in forbidden, f"{path.name}:{node.lineno} calls {name}() at import"
 
 
-def test_serve_deployment_builds_its_app_in_the_replica() -> None:
-    source = (PACKAGE.parent / "deployments" / "api.py").read_text()
+@pytest.mark.parametrize(
+    ("module", "factory"), [("api.py", "create_app("), ("portal.py", "create_portal_app(")]
+)
+def test_serve_deployment_builds_its_app_in_the_replica(module: str, factory: str) -> None:
+    source = (PACKAGE.parent / "deployments" / module).read_text()
     assert "__serve_build_asgi_app__" in source
-    assert "create_app(" in source.split("def __serve_build_asgi_app__")[1]
+    assert factory in source.split("def __serve_build_asgi_app__")[1]

@@ -22,6 +22,7 @@ def test_project_config_is_valid_for_ray() -> None:
     config = serve_config.validate(serve_config.load())
     assert serve_config.app_names(config) == [
         "peering-api",
+        "portal",
         "detector",
         "alerts",
         "scheduler",

@@ -60,6 +60,13 @@ def test_production_refuses_placeholder_passwords(monkeypatch: pytest.MonkeyPatc
     with pytest.raises(ValidationError, match="placeholder password"):
         Settings()
     monkeypatch.setenv("BGPO_DATABASE_URL", "postgresql://bgpo:Xk3-long-real-secret@db:5432/bgpo")
+    with pytest.raises(ValidationError, match="BGPO_OIDC_ISSUER, BGPO_API_KEY_SECRET"):
+        Settings()
+    monkeypatch.setenv("BGPO_OIDC_ISSUER", "https://sso.example.net/realms/bgpo")
+    monkeypatch.setenv("BGPO_API_KEY_SECRET", "short")
+    with pytest.raises(ValidationError, match="at least 32 characters"):
+        Settings()
+    monkeypatch.setenv("BGPO_API_KEY_SECRET", "k" * 20 + "-a-real-random-secret")
     assert Settings().environment == "production"
 
 
@@ -70,6 +77,8 @@ def test_production_needs_a_metric_store_every_node_reaches(
     monkeypatch.setenv("BGPO_DATABASE_URL", "postgresql://bgpo:Xk3-long-real-secret@db:5432/bgpo")
     monkeypatch.setenv("BGPO_REDIS_URL", "redis://cache:6379/0")
     monkeypatch.setenv("BGPO_KAFKA_BOOTSTRAP_SERVERS", "kafka-0:9092")
+    monkeypatch.setenv("BGPO_OIDC_ISSUER", "https://sso.example.net/realms/bgpo")
+    monkeypatch.setenv("BGPO_API_KEY_SECRET", "k" * 20 + "-a-real-random-secret")
     with pytest.raises(ValidationError, match="BGPO_VICTORIA_METRICS_URL"):
         Settings()
     monkeypatch.setenv("BGPO_METRIC_STORE", "parquet")  # a deliberate choice (shared volume)

@@ -12,6 +12,7 @@ from bgp_orchestrator.anomaly import repository
 from bgp_orchestrator.anomaly.engines import FitParams
 from bgp_orchestrator.anomaly.fitting import fit_frame
 from bgp_orchestrator.anomaly.series import METRICS, SeriesKey
+from bgp_orchestrator.api.access import Access, allow
 from bgp_orchestrator.api.anomaly_schemas import (
     AnomalyDetail,
     AnomalyOut,
@@ -59,7 +60,12 @@ async def anomaly_filter(
 FilterDep = Annotated[repository.AnomalyFilter, Depends(anomaly_filter)]
 
 
-@router.get("", response_model=Page[AnomalyOut], responses=documented(422))
+@router.get(
+    "",
+    response_model=Page[AnomalyOut],
+    responses=documented(422),
+    dependencies=[allow(Access.VIEWER)],
+)
 async def list_anomalies(
     db: DatabaseDep,
     page: PagingDep,
@@ -80,7 +86,12 @@ async def list_anomalies(
     }
 
 
-@router.get("/summary", response_model=SummaryOut, responses=documented(422))
+@router.get(
+    "/summary",
+    response_model=SummaryOut,
+    responses=documented(422),
+    dependencies=[allow(Access.VIEWER)],
+)
 async def summary(
     db: DatabaseDep,
     _: TenantId,
@@ -92,7 +103,12 @@ async def summary(
         return await repository.summary(conn, where, top)
 
 
-@router.get("/{anomaly_id}", response_model=AnomalyDetail, responses=documented(404))
+@router.get(
+    "/{anomaly_id}",
+    response_model=AnomalyDetail,
+    responses=documented(404),
+    dependencies=[allow(Access.VIEWER)],
+)
 async def get_anomaly(anomaly_id: AnomalyId, db: DatabaseDep, _: TenantId) -> dict[str, Any]:
     """One anomaly with the series around it and the model's band, for plotting."""
     async with db.connection() as conn:
@@ -111,10 +127,13 @@ async def get_anomaly(anomaly_id: AnomalyId, db: DatabaseDep, _: TenantId) -> di
     return {**row, "window": points}
 
 
-@router.post("/detect", response_model=DetectOut, responses=documented(404, 422))
-async def detect(
-    body: DetectRequest, request: Request, db: DatabaseDep, _: TenantId
-) -> dict[str, Any]:
+@router.post(
+    "/detect",
+    response_model=DetectOut,
+    responses=documented(404, 422),
+    dependencies=[allow(Access.PLATFORM_ADMIN)],
+)
+async def detect(body: DetectRequest, request: Request, db: DatabaseDep) -> dict[str, Any]:
     """Fit the given series now (the same code as the fitting job) and store the
     anomalies found. Series without enough data are listed as skipped with the
     reason; if none of them has any point the answer is 404."""

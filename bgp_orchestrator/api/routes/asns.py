@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, status
 
+from bgp_orchestrator.api.access import Access, allow
 from bgp_orchestrator.api.deps import PagingDep, PeeringDep
 from bgp_orchestrator.api.problems import documented
 from bgp_orchestrator.api.routes.common import ObjectId, like_pattern
@@ -23,12 +24,17 @@ router = APIRouter(
     status_code=status.HTTP_201_CREATED,
     responses=documented(409),
     response_model=AutonomousSystem,
+    dependencies=[allow(Access.OPERATOR)],
 )
 async def create_asn(body: AsnCreate, svc: PeeringDep) -> dict[str, Any]:
     return await svc.create_asn(body.model_dump())
 
 
-@router.get("", response_model=Page[AutonomousSystem])
+@router.get(
+    "",
+    response_model=Page[AutonomousSystem],
+    dependencies=[allow(Access.VIEWER)],
+)
 async def list_asns(
     svc: PeeringDep,
     page: PagingDep,
@@ -46,12 +52,22 @@ async def list_asns(
     return {"items": items, "total": total, "limit": page.limit, "offset": page.offset}
 
 
-@router.get("/{asn_id}", responses=documented(404), response_model=AutonomousSystem)
+@router.get(
+    "/{asn_id}",
+    responses=documented(404),
+    response_model=AutonomousSystem,
+    dependencies=[allow(Access.VIEWER)],
+)
 async def get_asn(svc: PeeringDep, asn_id: Annotated[int, ObjectId]) -> dict[str, Any]:
     return await svc.get_asn(asn_id)
 
 
-@router.patch("/{asn_id}", responses=documented(404, 409), response_model=AutonomousSystem)
+@router.patch(
+    "/{asn_id}",
+    responses=documented(404, 409),
+    response_model=AutonomousSystem,
+    dependencies=[allow(Access.OPERATOR)],
+)
 async def update_asn(
     body: AsnUpdate, svc: PeeringDep, asn_id: Annotated[int, ObjectId]
 ) -> dict[str, Any]:
@@ -59,6 +75,11 @@ async def update_asn(
     return await svc.update_asn(asn_id, changes)
 
 
-@router.delete("/{asn_id}", status_code=status.HTTP_204_NO_CONTENT, responses=documented(404, 409))
+@router.delete(
+    "/{asn_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=documented(404, 409),
+    dependencies=[allow(Access.OPERATOR)],
+)
 async def delete_asn(svc: PeeringDep, asn_id: Annotated[int, ObjectId]) -> None:
     await svc.delete_asn(asn_id)

@@ -12,6 +12,7 @@ import orjson
 from fastapi import APIRouter, Body, Header, Query, Request
 from fastapi.responses import StreamingResponse
 
+from bgp_orchestrator.api.access import Access, allow
 from bgp_orchestrator.api.broadcast import ConflictBroadcaster
 from bgp_orchestrator.api.conflict_schemas import (
     ConflictOut,
@@ -53,7 +54,11 @@ def _visible(scope: Scope, tenant_id: int, clauses: list[str], args: list[Any]) 
         clauses.append(f"(tenant_id = ${len(args)} OR tenant_id IS NULL)")
 
 
-@router.get("", response_model=Page[ConflictOut])
+@router.get(
+    "",
+    response_model=Page[ConflictOut],
+    dependencies=[allow(Access.VIEWER)],
+)
 async def list_conflicts(
     db: DatabaseDep,
     tenant_id: TenantId,
@@ -132,6 +137,7 @@ async def _visible_conflict(db: DatabaseDep, tenant_id: int, conflict_id: int) -
             "the client fell too far behind and should reconnect with Last-Event-ID",
         }
     },
+    dependencies=[allow(Access.VIEWER)],
 )
 async def stream(
     request: Request,
@@ -177,7 +183,12 @@ async def stream(
     )
 
 
-@router.get("/{conflict_id}", response_model=ConflictOut, responses=documented(404))
+@router.get(
+    "/{conflict_id}",
+    response_model=ConflictOut,
+    responses=documented(404),
+    dependencies=[allow(Access.VIEWER)],
+)
 async def get_conflict(
     db: DatabaseDep, tenant_id: TenantId, conflict_id: Annotated[int, ObjectId]
 ) -> dict[str, Any]:
@@ -230,6 +241,7 @@ def _action(name: str) -> None:
         response_model=ConflictOut,
         responses=documented(404, 409),
         summary=f"{name.capitalize()} a conflict",
+        dependencies=[allow(Access.OPERATOR)],
     )(handler)
 
 

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Protocol
 
 from fastapi import APIRouter, Depends, Request, status
 
+from bgp_orchestrator.api.access import Access, allow
 from bgp_orchestrator.api.deps import SettingsDep, TenantId
 from bgp_orchestrator.api.ml_schemas import FeaturesOut, JobOut, SessionsRequest
 from bgp_orchestrator.api.problems import documented
@@ -46,7 +47,12 @@ async def get_launcher(request: Request, settings: SettingsDep) -> Launcher:
     return launcher
 
 
-@router.post("/serve", response_model=FeaturesOut, responses=documented(422, 503))
+@router.post(
+    "/serve",
+    response_model=FeaturesOut,
+    responses=documented(422, 503),
+    dependencies=[allow(Access.VIEWER)],
+)
 async def serve_features(
     body: SessionsRequest, request: Request, settings: SettingsDep, _: TenantId
 ) -> dict[str, Any]:
@@ -78,9 +84,10 @@ async def serve_features(
     status_code=status.HTTP_202_ACCEPTED,
     response_model=JobOut,
     responses=documented(503),
+    dependencies=[allow(Access.PLATFORM_ADMIN)],
 )
 async def materialize_now(
-    launcher: Annotated[Launcher, Depends(get_launcher)], settings: SettingsDep, _: TenantId
+    launcher: Annotated[Launcher, Depends(get_launcher)], settings: SettingsDep
 ) -> dict[str, Any]:
     """Start the materialization job now (it also runs every
     ``BGPO_MATERIALIZE_INTERVAL_S``); follow it in the Ray dashboard."""

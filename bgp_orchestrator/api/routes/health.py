@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from bgp_orchestrator import __version__
+from bgp_orchestrator.api.access import Access, allow
 from bgp_orchestrator.api.deps import DatabaseDep
 from bgp_orchestrator.api.problems import documented
 from bgp_orchestrator.errors import ServiceUnavailable
@@ -15,7 +16,11 @@ from bgp_orchestrator.errors import ServiceUnavailable
 router = APIRouter(tags=["operations"])
 
 
-@router.get("/healthz", summary="Liveness: the process answers")
+@router.get(
+    "/healthz",
+    summary="Liveness: the process answers",
+    dependencies=[allow(Access.PUBLIC)],
+)
 async def healthz() -> dict[str, Any]:
     return {"status": "ok", "version": __version__}
 
@@ -24,6 +29,7 @@ async def healthz() -> dict[str, Any]:
     "/readyz",
     summary="Readiness: PostgreSQL answers",
     responses=documented(503),
+    dependencies=[allow(Access.PUBLIC)],
 )
 async def readyz(request: Request, db: DatabaseDep) -> Response:
     metrics = request.app.state.metrics
@@ -46,7 +52,12 @@ async def readyz(request: Request, db: DatabaseDep) -> Response:
     )
 
 
-@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    response_class=Response,
+    dependencies=[allow(Access.PUBLIC)],
+)
 async def metrics(request: Request) -> Response:
     rendered: Response = request.app.state.metrics.render(request)
     return rendered

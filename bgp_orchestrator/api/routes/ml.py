@@ -8,6 +8,7 @@ from typing import Annotated, Any, Protocol
 import orjson
 from fastapi import APIRouter, Depends, Path, Request, Response
 
+from bgp_orchestrator.api.access import Access, allow
 from bgp_orchestrator.api.deps import DatabaseDep, PagingDep, SettingsDep, TenantId
 from bgp_orchestrator.api.ml_schemas import ModelOut, PredictionsOut, PredictRequest
 from bgp_orchestrator.api.problems import documented
@@ -40,7 +41,12 @@ PredictorDep = Annotated[Predictor, Depends(get_predictor)]
 Version = Annotated[int, Path(ge=1, le=2_147_483_647, description="Model version")]
 
 
-@router.post("/predict", response_model=PredictionsOut, responses=documented(404, 422))
+@router.post(
+    "/predict",
+    response_model=PredictionsOut,
+    responses=documented(404, 422),
+    dependencies=[allow(Access.VIEWER)],
+)
 async def predict(
     body: PredictRequest, predictor: PredictorDep, settings: SettingsDep, _: TenantId
 ) -> Response:
@@ -63,7 +69,11 @@ async def predict(
     return Response(body_json, media_type="application/json")
 
 
-@router.get("/models", response_model=Page[ModelOut])
+@router.get(
+    "/models",
+    response_model=Page[ModelOut],
+    dependencies=[allow(Access.VIEWER)],
+)
 async def list_models(db: DatabaseDep, page: PagingDep, _: TenantId) -> dict[str, Any]:
     async with db.connection() as conn:
         items = await registry.models(conn, page.limit, page.offset)
@@ -76,14 +86,24 @@ async def list_models(db: DatabaseDep, page: PagingDep, _: TenantId) -> dict[str
     }
 
 
-@router.get("/models/{version}", response_model=ModelOut, responses=documented(404))
+@router.get(
+    "/models/{version}",
+    response_model=ModelOut,
+    responses=documented(404),
+    dependencies=[allow(Access.VIEWER)],
+)
 async def get_model(version: Version, db: DatabaseDep, _: TenantId) -> dict[str, Any]:
     async with db.connection() as conn:
         return asdict(await registry.get(conn, version))
 
 
-@router.post("/models/{version}/activate", response_model=ModelOut, responses=documented(404))
-async def activate_model(version: Version, db: DatabaseDep, _: TenantId) -> dict[str, Any]:
+@router.post(
+    "/models/{version}/activate",
+    response_model=ModelOut,
+    responses=documented(404),
+    dependencies=[allow(Access.PLATFORM_ADMIN)],
+)
+async def activate_model(version: Version, db: DatabaseDep) -> dict[str, Any]:
     """Make this version the one every predictor replica serves (within
     ``BGPO_MODEL_POLL_S``); it is loaded next to the current model and swapped in
     without failing requests. A version that fails its checks is not served."""

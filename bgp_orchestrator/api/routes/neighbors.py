@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, status
 
+from bgp_orchestrator.api.access import Access, allow
 from bgp_orchestrator.api.deps import PagingDep, PeeringDep
 from bgp_orchestrator.api.problems import documented
 from bgp_orchestrator.api.routes.common import ObjectId
@@ -25,13 +26,21 @@ router = APIRouter(
 
 
 @router.post(
-    "", status_code=status.HTTP_201_CREATED, responses=documented(409), response_model=Neighbor
+    "",
+    status_code=status.HTTP_201_CREATED,
+    responses=documented(409),
+    response_model=Neighbor,
+    dependencies=[allow(Access.OPERATOR)],
 )
 async def create_neighbor(body: NeighborCreate, svc: PeeringDep) -> dict[str, Any]:
     return await svc.create_neighbor(body.model_dump())
 
 
-@router.get("", response_model=Page[Neighbor])
+@router.get(
+    "",
+    response_model=Page[Neighbor],
+    dependencies=[allow(Access.VIEWER)],
+)
 async def list_neighbors(
     svc: PeeringDep,
     page: PagingDep,
@@ -47,12 +56,22 @@ async def list_neighbors(
     return {"items": items, "total": total, "limit": page.limit, "offset": page.offset}
 
 
-@router.get("/{neighbor_id}", responses=documented(404), response_model=Neighbor)
+@router.get(
+    "/{neighbor_id}",
+    responses=documented(404),
+    response_model=Neighbor,
+    dependencies=[allow(Access.VIEWER)],
+)
 async def get_neighbor(svc: PeeringDep, neighbor_id: Annotated[int, ObjectId]) -> dict[str, Any]:
     return await svc.get_neighbor(neighbor_id)
 
 
-@router.patch("/{neighbor_id}", responses=documented(404, 409), response_model=Neighbor)
+@router.patch(
+    "/{neighbor_id}",
+    responses=documented(404, 409),
+    response_model=Neighbor,
+    dependencies=[allow(Access.OPERATOR)],
+)
 async def update_neighbor(
     body: NeighborUpdate, svc: PeeringDep, neighbor_id: Annotated[int, ObjectId]
 ) -> dict[str, Any]:
@@ -60,6 +79,11 @@ async def update_neighbor(
     return await svc.update_neighbor(neighbor_id, changes)
 
 
-@router.delete("/{neighbor_id}", status_code=status.HTTP_204_NO_CONTENT, responses=documented(404))
+@router.delete(
+    "/{neighbor_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=documented(404),
+    dependencies=[allow(Access.OPERATOR)],
+)
 async def delete_neighbor(svc: PeeringDep, neighbor_id: Annotated[int, ObjectId]) -> None:
     await svc.delete_neighbor(neighbor_id)

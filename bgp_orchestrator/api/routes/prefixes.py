@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, status
 
+from bgp_orchestrator.api.access import Access, allow
 from bgp_orchestrator.api.deps import PagingDep, PeeringDep
 from bgp_orchestrator.api.problems import documented
 from bgp_orchestrator.api.routes.common import ObjectId
@@ -30,6 +31,7 @@ router = APIRouter(
     status_code=status.HTTP_201_CREATED,
     responses=documented(409),
     response_model=MonitoredPrefix,
+    dependencies=[allow(Access.OPERATOR)],
 )
 async def create_prefix(body: PrefixCreate, svc: PeeringDep) -> dict[str, Any]:
     """Register a prefix; 409 when another tenant claims it with other origins."""
@@ -39,7 +41,11 @@ async def create_prefix(body: PrefixCreate, svc: PeeringDep) -> dict[str, Any]:
     return await svc.create_prefix(values)
 
 
-@router.get("", response_model=Page[MonitoredPrefix])
+@router.get(
+    "",
+    response_model=Page[MonitoredPrefix],
+    dependencies=[allow(Access.VIEWER)],
+)
 async def list_prefixes(
     svc: PeeringDep,
     page: PagingDep,
@@ -66,12 +72,22 @@ async def list_prefixes(
     return {"items": items, "total": total, "limit": page.limit, "offset": page.offset}
 
 
-@router.get("/{prefix_id}", responses=documented(404), response_model=MonitoredPrefix)
+@router.get(
+    "/{prefix_id}",
+    responses=documented(404),
+    response_model=MonitoredPrefix,
+    dependencies=[allow(Access.VIEWER)],
+)
 async def get_prefix(svc: PeeringDep, prefix_id: Annotated[int, ObjectId]) -> dict[str, Any]:
     return await svc.get_prefix(prefix_id)
 
 
-@router.patch("/{prefix_id}", responses=documented(404, 409), response_model=MonitoredPrefix)
+@router.patch(
+    "/{prefix_id}",
+    responses=documented(404, 409),
+    response_model=MonitoredPrefix,
+    dependencies=[allow(Access.OPERATOR)],
+)
 async def update_prefix(
     body: PrefixUpdate, svc: PeeringDep, prefix_id: Annotated[int, ObjectId]
 ) -> dict[str, Any]:
@@ -79,6 +95,11 @@ async def update_prefix(
     return await svc.update_prefix(prefix_id, changes)
 
 
-@router.delete("/{prefix_id}", status_code=status.HTTP_204_NO_CONTENT, responses=documented(404))
+@router.delete(
+    "/{prefix_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=documented(404),
+    dependencies=[allow(Access.OPERATOR)],
+)
 async def delete_prefix(svc: PeeringDep, prefix_id: Annotated[int, ObjectId]) -> None:
     await svc.delete_prefix(prefix_id)

@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, status
 
+from bgp_orchestrator.api.access import Access, allow
 from bgp_orchestrator.api.deps import PagingDep, PeeringDep
 from bgp_orchestrator.api.problems import documented
 from bgp_orchestrator.api.routes.common import ObjectId
@@ -38,14 +39,22 @@ _NULLABLE = {
 
 
 @router.post(
-    "", status_code=status.HTTP_201_CREATED, responses=documented(409), response_model=Session
+    "",
+    status_code=status.HTTP_201_CREATED,
+    responses=documented(409),
+    response_model=Session,
+    dependencies=[allow(Access.OPERATOR)],
 )
 async def create_session(body: SessionCreate, svc: PeeringDep) -> dict[str, Any]:
     """Create a session; 409 when it contradicts stored configuration."""
     return await svc.create_session(body.model_dump())
 
 
-@router.get("", response_model=Page[Session])
+@router.get(
+    "",
+    response_model=Page[Session],
+    dependencies=[allow(Access.VIEWER)],
+)
 async def list_sessions(
     svc: PeeringDep,
     page: PagingDep,
@@ -79,12 +88,22 @@ async def list_sessions(
     return {"items": items, "total": total, "limit": page.limit, "offset": page.offset}
 
 
-@router.get("/{session_id}", responses=documented(404), response_model=Session)
+@router.get(
+    "/{session_id}",
+    responses=documented(404),
+    response_model=Session,
+    dependencies=[allow(Access.VIEWER)],
+)
 async def get_session(svc: PeeringDep, session_id: Annotated[int, ObjectId]) -> dict[str, Any]:
     return await svc.get_session(session_id)
 
 
-@router.patch("/{session_id}", responses=documented(404, 409), response_model=Session)
+@router.patch(
+    "/{session_id}",
+    responses=documented(404, 409),
+    response_model=Session,
+    dependencies=[allow(Access.OPERATOR)],
+)
 async def update_session(
     body: SessionUpdate, svc: PeeringDep, session_id: Annotated[int, ObjectId]
 ) -> dict[str, Any]:
@@ -97,6 +116,11 @@ async def update_session(
     return await svc.update_session(session_id, changes)
 
 
-@router.delete("/{session_id}", status_code=status.HTTP_204_NO_CONTENT, responses=documented(404))
+@router.delete(
+    "/{session_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=documented(404),
+    dependencies=[allow(Access.OPERATOR)],
+)
 async def delete_session(svc: PeeringDep, session_id: Annotated[int, ObjectId]) -> None:
     await svc.delete_session(session_id)

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, status
 
 from bgp_orchestrator.alerts import deliveries
+from bgp_orchestrator.api.access import Access, allow
 from bgp_orchestrator.api.conflict_schemas import (
     DeliveryOut,
     DeliveryStatus,
@@ -50,7 +51,11 @@ async def _name_free(conn: Any, tenant_id: int, name: str, exclude: int | None) 
 
 
 @router.post(
-    "", status_code=status.HTTP_201_CREATED, response_model=WebhookOut, responses=documented(409)
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=WebhookOut,
+    responses=documented(409),
+    dependencies=[allow(Access.ADMIN)],
 )
 async def create_webhook(
     body: WebhookCreate, db: DatabaseDep, tenant_id: TenantId
@@ -60,14 +65,23 @@ async def create_webhook(
         return await WEBHOOKS.insert(conn, tenant_id, _values(body, partial=False))
 
 
-@router.get("", response_model=Page[WebhookOut])
+@router.get(
+    "",
+    response_model=Page[WebhookOut],
+    dependencies=[allow(Access.ADMIN)],
+)
 async def list_webhooks(db: DatabaseDep, tenant_id: TenantId, page: PagingDep) -> dict[str, Any]:
     async with db.connection() as conn:
         items, total = await WEBHOOKS.page(conn, tenant_id, Where(), page.limit, page.offset)
     return {"items": items, "total": total, "limit": page.limit, "offset": page.offset}
 
 
-@router.get("/{webhook_id}", response_model=WebhookOut, responses=documented(404))
+@router.get(
+    "/{webhook_id}",
+    response_model=WebhookOut,
+    responses=documented(404),
+    dependencies=[allow(Access.ADMIN)],
+)
 async def get_webhook(
     db: DatabaseDep, tenant_id: TenantId, webhook_id: Annotated[int, ObjectId]
 ) -> dict[str, Any]:
@@ -78,7 +92,12 @@ async def get_webhook(
     return found
 
 
-@router.patch("/{webhook_id}", response_model=WebhookOut, responses=documented(404, 409))
+@router.patch(
+    "/{webhook_id}",
+    response_model=WebhookOut,
+    responses=documented(404, 409),
+    dependencies=[allow(Access.ADMIN)],
+)
 async def update_webhook(
     body: WebhookUpdate, db: DatabaseDep, tenant_id: TenantId, webhook_id: Annotated[int, ObjectId]
 ) -> dict[str, Any]:
@@ -91,7 +110,12 @@ async def update_webhook(
     return updated
 
 
-@router.delete("/{webhook_id}", status_code=status.HTTP_204_NO_CONTENT, responses=documented(404))
+@router.delete(
+    "/{webhook_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=documented(404),
+    dependencies=[allow(Access.ADMIN)],
+)
 async def delete_webhook(
     db: DatabaseDep, tenant_id: TenantId, webhook_id: Annotated[int, ObjectId]
 ) -> None:
@@ -107,7 +131,12 @@ async def _own_webhook(conn: Any, tenant_id: int, webhook_id: int) -> None:
         raise NotFound("webhook-not-found", f"no webhook with id {webhook_id}", "id", webhook_id)
 
 
-@router.get("/{webhook_id}/deliveries", response_model=Page[DeliveryOut], responses=documented(404))
+@router.get(
+    "/{webhook_id}/deliveries",
+    response_model=Page[DeliveryOut],
+    responses=documented(404),
+    dependencies=[allow(Access.ADMIN)],
+)
 async def list_deliveries(
     db: DatabaseDep,
     tenant_id: TenantId,
@@ -132,6 +161,7 @@ async def list_deliveries(
     response_model=DeliveryOut,
     responses=documented(404, 409),
     summary="Send a failed delivery again",
+    dependencies=[allow(Access.ADMIN)],
 )
 async def retry_delivery(
     db: DatabaseDep,

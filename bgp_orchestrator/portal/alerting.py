@@ -1,0 +1,179 @@
+"""Alert preferences of a tenant, kept as the webhooks the alert dispatcher delivers to.
+
+The portal's form has an e-mail address, a generic webhook URL and a Slack
+incoming-webhook URL, a minimum severity and the conflict types of interest.
+The two URLs become the tenant's webhooks named :data:`GENERIC` and
+:data:`SLACK` (JSON and Slack format) with that severity and those types, so
+real conflicts reach them through the one dispatcher
+(:mod:`bgp_orchestrator.alerts.dispatcher`); a blank URL removes its webhook.
+The e-mail address is kept with the preferences (the dispatcher has no e-mail
+channel yet). "Send test alert" renders a sample conflict with the dispatcher's
+own formats and posts it with :meth:`AlertDispatcher.post` to each configured URL.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import asyncpg
+import httpx
+
+from bgp_orchestrator.alerts import formats
+from bgp_orchestrator.alerts.dispatcher import AlertDispatcher
+from bgp_orchestrator.detection.conflict import ConflictType, Severity
+from bgp_orchestrator.errors import InvalidInput
+
+GENERIC = "portal-webhook"
+SLACK = "portal-slack"
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+@dataclass
+class Preferences:
+    email: str = ""
+    webhook_url: str = ""
+    slack_url: str = ""
+    min_severity: str = Severity.MEDIUM.value
+    types: list[str] = field(default_factory=list)
+    updated_at: datetime | None = None
+    updated_by: str = ""
+
+
+def _url(field_name: str, value: str) -> str:
+    value = value.strip()
+    if not value:
+        return ""
+    parts = urlsplit(value)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise InvalidInput(
+            "invalid-url", f"{field_name} must be an http(s):// URL", field_name, value
+        )
+    return value
+
+
+def validated(
+    email: str, webhook_url: str, slack_url: str, min_severity: str, types: list[str]
+) -> Preferences:
+    email = email.strip()
+    if email and not _EMAIL.match(email):
+        raise InvalidInput("invalid-email", "email must be an e-mail address", "email", email)
+    if min_severity not in {s.value for s in Severity}:
+        raise InvalidInput(
+            "invalid-severity",
+            "min_severity must be one of info, low, medium, high, critical",
+            "min_severity",
+            min_severity,
+        )
+    known = {t.value for t in ConflictType}
+    unknown = [t for t in types if t not in known]
+    if unknown:
+        raise InvalidInput("invalid-type", "unknown conflict type", "types", unknown[0])
+    return Preferences(
+        email,
+        _url("webhook_url", webhook_url),
+        _url("slack_url", slack_url),
+        min_severity,
+        sorted(set(types)),
+    )
+
+
+async def load(conn: asyncpg.Connection, tenant_id: int) -> Preferences:
+    row = await conn.fetchrow("SELECT * FROM alert_preferences WHERE tenant_id = $1", tenant_id)
+    hooks = {
+        r["name"]: r["url"]
+        for r in await conn.fetch(
+            "SELECT name, url FROM webhooks WHERE tenant_id = $1 AND name = ANY($2::text[])",
+            tenant_id,
+            [GENERIC, SLACK],
+        )
+    }
+    prefs = Preferences(webhook_url=hooks.get(GENERIC, ""), slack_url=hooks.get(SLACK, ""))
+    if row is not None:
+        prefs.email = row["email"] or ""
+        prefs.min_severity = row["min_severity"]
+        prefs.types = list(row["types"])
+        prefs.updated_at = row["updated_at"]
+        prefs.updated_by = row["updated_by"]
+    return prefs
+
+
+async def save(conn: asyncpg.Connection, tenant_id: int, prefs: Preferences, who: str) -> None:
+    async with conn.transaction():
+        await conn.execute(
+            "INSERT INTO alert_preferences (tenant_id, email, min_severity, types, updated_by) "
+            "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tenant_id) DO UPDATE SET "
+            "email = EXCLUDED.email, min_severity = EXCLUDED.min_severity, "
+            "types = EXCLUDED.types, updated_by = EXCLUDED.updated_by, updated_at = now()",
+            tenant_id,
+            prefs.email or None,
+            prefs.min_severity,
+            prefs.types,
+            who,
+        )
+        for name, url, fmt in (
+            (GENERIC, prefs.webhook_url, "json"),
+            (SLACK, prefs.slack_url, "slack"),
+        ):
+            if not url:
+                await conn.execute(
+                    "DELETE FROM webhooks WHERE tenant_id = $1 AND name = $2", tenant_id, name
+                )
+                continue
+            await conn.execute(
+                "INSERT INTO webhooks (tenant_id, name, url, format, min_severity, types) "
+                "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant_id, name) DO UPDATE SET "
+                "url = EXCLUDED.url, format = EXCLUDED.format, "
+                "min_severity = EXCLUDED.min_severity, types = EXCLUDED.types, "
+                "enabled = true, updated_at = now()",
+                tenant_id,
+                name,
+                url,
+                fmt,
+                prefs.min_severity,
+                prefs.types,
+            )
+
+
+def sample_conflict(prefs: Preferences, tenant_slug: str) -> dict[str, Any]:
+    """A made-up conflict that says it is a test, at the tenant's minimum severity."""
+    now = datetime.now(UTC).isoformat()
+    kind = prefs.types[0] if prefs.types else ConflictType.EXACT_HIJACK.value
+    return {
+        "id": 0,
+        "type": kind,
+        "severity": prefs.min_severity,
+        "state": "ongoing",
+        "scope": "tenant",
+        "prefix": "192.0.2.0/24",
+        "origin_asn": 64511,
+        "as_path": "64496 64511",
+        "peers": ["exabgp|198.51.100.1"],
+        "first_seen": now,
+        "last_seen": now,
+        "details": {
+            "explanation": f"Test alert from the BGP Orchestrator portal for {tenant_slug}; "
+            "no action needed."
+        },
+        "test": True,
+    }
+
+
+async def send_test(
+    dispatcher: AlertDispatcher, client: httpx.AsyncClient, prefs: Preferences, tenant_slug: str
+) -> list[tuple[str, str | None]]:
+    """Post a test alert to each configured webhook: (channel, error or None) each."""
+    conflict = sample_conflict(prefs, tenant_slug)
+    results: list[tuple[str, str | None]] = []
+    headers = {"X-BGPO-Event": "test", "X-BGPO-Delivery": "test", "X-BGPO-Attempt": "1"}
+    for channel, url, render in (
+        ("webhook", prefs.webhook_url, formats.generic),
+        ("slack", prefs.slack_url, formats.slack),
+    ):
+        if url:
+            error = await dispatcher.post(client, url, render("test", 0, conflict), headers)
+            results.append((channel, error))
+    return results

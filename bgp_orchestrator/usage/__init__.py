@@ -1,0 +1,1 @@
+"""What each tenant used, per day, counted by the system itself (see :mod:`.recorder`)."""
