@@ -68,6 +68,10 @@ class Unauthorized(BgpoError):
     """The request does not say who it is for (no or unknown tenant)."""
 
 
+class RateLimited(BgpoError):
+    """The caller sent more requests than its limits allow; ``details.retry_after_s``."""
+
+
 class ServiceUnavailable(BgpoError):
     """A dependency (PostgreSQL, Redis, Kafka) does not answer; retry later."""
 
