@@ -124,3 +124,43 @@ def test_embedding_into_a_manifest_keeps_the_rest(tmp_path: Path) -> None:
     assert serve_config.embed_in_rayservice(copy) is True
     assert copy.read_text() == original
     assert serve_config.embed_in_rayservice(copy) is False
+
+
+@pytest.mark.parametrize(
+    ("name", "path"),
+    [("rayservice.yaml", "rayClusterConfig"), ("rayjob-migrate.yaml", "rayClusterSpec")],
+)
+def test_manifests_require_ray_token_authentication(name: str, path: str) -> None:
+    assert _manifest(name)["spec"][path]["authOptions"] == {"mode": "token"}
+
+
+#: Settings whose values are credentials: they must come from a Kubernetes Secret.
+SECRET_SETTINGS = {
+    "BGPO_DATABASE_URL",
+    "BGPO_REDIS_URL",
+    "BGPO_KAFKA_BOOTSTRAP_SERVERS",
+    "BGPO_VICTORIA_METRICS_URL",
+    "BGPO_WEBHOOK_SECRET_KEYS",
+}
+
+
+@pytest.mark.parametrize("name", ["rayservice.yaml", "rayjob-migrate.yaml"])
+def test_credentials_reach_the_pods_from_secrets_only(name: str) -> None:
+    manifest = _manifest(name)
+    for container in _containers(manifest):
+        env = {e["name"]: e for e in container["env"]}
+        for setting in SECRET_SETTINGS & set(env):
+            assert "value" not in env[setting], (container["name"], setting)
+            assert env[setting]["valueFrom"]["secretKeyRef"]["name"], setting
+        assert {"BGPO_DATABASE_URL", "BGPO_REDIS_URL"} <= set(env), container["name"]
+    if name == "rayservice.yaml":
+        for container in _containers(manifest):
+            assert "BGPO_WEBHOOK_SECRET_KEYS" in {e["name"] for e in container["env"]}
+        # ... and none travels in the Serve config (anyone who can read the RayService
+        # or query the Serve REST API sees its runtime_env).
+        embedded = yaml.safe_load(manifest["spec"]["serveConfigV2"])
+        for app in embedded["applications"]:
+            assert "runtime_env" not in app or not (
+                set(app["runtime_env"].get("env_vars", {})) & SECRET_SETTINGS
+            ), app["name"]
+        assert "password" not in manifest["spec"]["serveConfigV2"].lower()
