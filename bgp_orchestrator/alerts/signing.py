@@ -94,16 +94,27 @@ class SecretBox:
 
 
 def _development_key(data_dir: Path) -> bytes:
+    """The key file's key, created on first use. The API and the dispatcher may start
+    together: the file appears complete or not at all (written aside, then linked into
+    place, which fails if another process was first; then its key is used)."""
     path = data_dir / DEV_KEY_FILE
     if path.exists():
         return path.read_bytes().strip()
     data_dir.mkdir(parents=True, exist_ok=True)
     key = Fernet.generate_key()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    aside = data_dir / f".{DEV_KEY_FILE}.{os.getpid()}.{random.token_hex(4)}"
+    fd = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         os.write(fd, key)
+        os.fsync(fd)
     finally:
         os.close(fd)
+    try:
+        os.link(aside, path)
+    except FileExistsError:
+        return path.read_bytes().strip()
+    finally:
+        aside.unlink()
     return key
 
 
@@ -120,7 +131,4 @@ def secret_box(settings: Settings) -> SecretBox:
             "store webhook signing secrets",
             "webhook_secret_keys",
         )
-    try:
-        return SecretBox([_development_key(settings.data_dir)])
-    except FileExistsError:  # another process created it meanwhile
-        return SecretBox([_development_key(settings.data_dir)])
+    return SecretBox([_development_key(settings.data_dir)])

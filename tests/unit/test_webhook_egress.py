@@ -210,3 +210,29 @@ def test_secrets_are_stored_encrypted_and_keys_rotate() -> None:
     assert caught.value.code == "webhook-secret-undecryptable"
     with pytest.raises(ConfigurationError, match="Fernet"):
         SecretBox(["not-a-key"])
+
+
+def test_development_keeps_one_key_in_the_data_directory(tmp_path: Any) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from bgp_orchestrator.alerts.signing import DEV_KEY_FILE, secret_box
+
+    settings = Settings(data_dir=tmp_path)
+    with ThreadPoolExecutor(8) as pool:  # API and dispatcher starting together
+        boxes = list(pool.map(lambda _: secret_box(settings), range(8)))
+    sealed = boxes[0].seal("whsec_x")
+    assert all(box.open(sealed) == "whsec_x" for box in boxes)
+    key_file = tmp_path / DEV_KEY_FILE
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    assert [p.name for p in tmp_path.iterdir()] == [DEV_KEY_FILE]
+    production = Settings(
+        environment="production",
+        data_dir=tmp_path,
+        database_url="postgresql://bgpo:Xk3-long-secret@db/bgpo",  # type: ignore[arg-type]
+        redis_url="redis://:Xk3-long-secret@redis:6379/0",
+        kafka_bootstrap_servers="kafka:9092",
+        victoria_metrics_url="http://vm:8428",
+    )
+    with pytest.raises(ConfigurationError) as caught:
+        secret_box(production)
+    assert caught.value.code == "webhook-secret-key-missing"
