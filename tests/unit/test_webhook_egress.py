@@ -228,7 +228,7 @@ def test_development_keeps_one_key_in_the_data_directory(tmp_path: Any) -> None:
     production = Settings(
         environment="production",
         data_dir=tmp_path,
-        database_url="postgresql://bgpo:Xk3-long-secret@db/bgpo",  # type: ignore[arg-type]
+        database_url="postgresql://bgpo:Xk3-long-secret@db/bgpo",
         redis_url="redis://:Xk3-long-secret@redis:6379/0",
         kafka_bootstrap_servers="kafka:9092",
         victoria_metrics_url="http://vm:8428",
