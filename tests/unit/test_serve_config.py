@@ -164,3 +164,20 @@ def test_credentials_reach_the_pods_from_secrets_only(name: str) -> None:
                 set(app["runtime_env"].get("env_vars", {})) & SECRET_SETTINGS
             ), app["name"]
         assert "password" not in manifest["spec"]["serveConfigV2"].lower()
+
+
+def test_list_settings_reach_the_replicas_in_a_form_they_read_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings = Settings(
+        webhook_allowed_networks=["10.20.0.0/16", "127.0.0.0/8"],
+        trusted_proxies=["10.0.0.0/8"],
+        oidc_algorithms=["RS256"],
+    )
+    env = serve_config.configured_env(settings)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    again = Settings()
+    assert again.webhook_allowed_networks == settings.webhook_allowed_networks
+    assert again.trusted_proxies == settings.trusted_proxies
+    assert again.oidc_algorithms == ["RS256"]
