@@ -72,6 +72,10 @@ class Forbidden(BgpoError):
     """The caller is known but its role does not allow this action."""
 
 
+class RateLimited(BgpoError):
+    """The caller sent more requests than its limits allow; ``details.retry_after_s``."""
+
+
 class ServiceUnavailable(BgpoError):
     """A dependency (PostgreSQL, Redis, Kafka) does not answer; retry later."""
 

@@ -7,6 +7,7 @@ Nothing is read at import time: call :func:`get_settings` (cached) or build
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import tempfile
 from functools import lru_cache
 from pathlib import Path
@@ -14,7 +15,14 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 import platformdirs
-from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    Field,
+    IPvAnyNetwork,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Environment = Literal["development", "production"]
@@ -25,6 +33,11 @@ _PLACEHOLDER_SECRETS = frozenset(
     {"", "postgres", "password", "changeme", "change-me", "secret", "admin", "root", "test"}
 )
 
+#: Networks production never lets webhooks reach, whatever BGPO_WEBHOOK_ALLOWED_NETWORKS says.
+NEVER_IN_PRODUCTION = tuple(
+    ipaddress.ip_network(n)
+    for n in ("127.0.0.0/8", "::1/128", "169.254.0.0/16", "fe80::/10", "0.0.0.0/8", "::/128")
+)
 
 # Every TCP port the stack listens on (a second stack on one machine changes them all).
 PORT_FIELDS = (
@@ -175,6 +188,55 @@ class Settings(BaseSettings):
         description="How often the API and the session-stats worker write the usage they "
         "counted (API calls, updates per tenant) to PostgreSQL; the portal's usage page and "
         "invoices read it.",
+    )
+
+    # Webhooks: where they may point, how long and how much an attempt may take.
+    webhook_allowed_networks: list[IPvAnyNetwork] = Field(
+        default_factory=list,
+        description="Networks webhooks may reach although not public (JSON list of CIDRs, "
+        'e.g. ["10.20.0.0/16"] for a lab; tests use ["127.0.0.0/8"]). Every other '
+        "loopback, link-local, private, multicast, unspecified or reserved address is "
+        "refused; production refuses loopback, link-local and unspecified ones here.",
+    )
+    webhook_secret_keys: SecretStr | None = Field(
+        None,
+        description="Comma-separated Fernet keys that encrypt webhook signing secrets at "
+        "rest (the first encrypts, all decrypt: rotation); unset in development = a key "
+        "generated in data_dir; required in production.",
+    )
+    webhook_timeout_s: float = Field(
+        5.0, gt=0, le=60, description="Total seconds of one delivery attempt (DNS included)."
+    )
+    webhook_max_response_bytes: int = Field(
+        65536, ge=1024, description="Bytes of a receiver's answer read; the rest is dropped."
+    )
+
+    # Abuse limits of the API.
+    rate_limit_key_per_minute: int = Field(
+        600,
+        ge=0,
+        description="Requests per minute one API key (or signed-in user) may make, a "
+        "minute's worth at once; 0 = unlimited.",
+    )
+    rate_limit_tenant_per_minute: int = Field(
+        3000,
+        ge=0,
+        description="Requests per minute all credentials of one tenant may make together; "
+        "0 = unlimited.",
+    )
+    api_max_body_bytes: int = Field(
+        2 * 1024 * 1024,
+        ge=1024,
+        description="Largest request body the API reads; larger ones answer 413.",
+    )
+    trusted_proxies: list[IPvAnyNetwork] = Field(
+        default_factory=list,
+        description="Networks of reverse proxies whose X-Forwarded-Proto is believed (JSON "
+        'list of CIDRs, e.g. ["10.0.0.0/8"] for the cluster\'s ingress); HSTS is sent on '
+        "requests that arrived over TLS, directly or through one of them.",
+    )
+    hsts_max_age_s: int = Field(
+        31536000, ge=0, description="max-age of Strict-Transport-Security (0 = no HSTS)."
     )
 
     # The BGP data path.
@@ -409,6 +471,19 @@ class Settings(BaseSettings):
     def api_on_loopback(self) -> bool:
         """True when the API binds only a loopback interface."""
         return host_is_loopback(self.api_host)
+
+    @model_validator(mode="after")
+    def _production_webhook_networks(self) -> Settings:
+        if self.environment != "production":
+            return self
+        for net in self.webhook_allowed_networks:
+            for never in NEVER_IN_PRODUCTION:
+                if net.version == never.version and net.overlaps(never):
+                    raise ValueError(
+                        f"BGPO_WEBHOOK_ALLOWED_NETWORKS: {net} overlaps {never}; production "
+                        "never sends webhooks to loopback, link-local or unspecified addresses"
+                    )
+        return self
 
     @property
     def development(self) -> bool:

@@ -10,7 +10,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from bgp_orchestrator.alerts.dispatcher import AlertDispatcher
+from bgp_orchestrator.alerts.dispatcher import LEASE_S, AlertDispatcher
+from bgp_orchestrator.alerts.egress import EgressPolicy
+from bgp_orchestrator.alerts.signing import secret_box
 from bgp_orchestrator.errors import ConfigurationError
 from bgp_orchestrator.local.services import endpoints
 from bgp_orchestrator.settings import Settings
@@ -90,7 +92,16 @@ def session_stats_worker(settings: Settings, name: str) -> Any:
 
 
 def alert_dispatcher(settings: Settings) -> AlertDispatcher:
-    return AlertDispatcher(open_database(settings), owns_db=True)
+    timeout_s = settings.webhook_timeout_s
+    return AlertDispatcher(
+        open_database(settings),
+        timeout_s=timeout_s,
+        owns_db=True,
+        lease_s=max(LEASE_S, 2 * timeout_s),
+        egress=EgressPolicy.from_settings(settings),
+        secrets=secret_box(settings),
+        max_answer_bytes=settings.webhook_max_response_bytes,
+    )
 
 
 def job_scheduler(settings: Settings) -> Any:

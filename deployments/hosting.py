@@ -26,6 +26,7 @@ from typing import Any
 
 from ray.util import metrics
 
+from bgp_orchestrator import log_redaction
 from bgp_orchestrator.service import Service
 
 log = logging.getLogger(__name__)
@@ -103,6 +104,7 @@ class ServiceHost:
     stop_timeout_s = 15.0
 
     def host(self, service: Service, exporter: ServiceMetrics | None = None) -> None:
+        log_redaction.install()  # no token, key or password reaches the replica's logs
         self.service = service
         self._stop = asyncio.Event()
         self._exporter = exporter

@@ -14,7 +14,14 @@ their usual latency. Failures are retried after 2, 4, 8 ... seconds (at most
 an hour); after ``max_attempts`` the delivery is ``failed``, with its last
 error and time, listed by ``GET /api/v1/webhooks/{id}/deliveries`` and queued
 again by ``POST .../deliveries/{id}/retry``. Receivers can de-duplicate on the
-``X-BGPO-Delivery`` header.
+``X-BGPO-Delivery`` (= ``webhook-id``) header.
+
+Every attempt checks the URL again (:mod:`~bgp_orchestrator.alerts.egress`): the
+host is resolved within the attempt's time, all its addresses must be public
+(or allowed), and the request goes to the checked address; redirects are not
+followed; at most ``max_answer_bytes`` of the answer are read. Each body is
+signed with the webhook's secret (:mod:`~bgp_orchestrator.alerts.signing`).
+Logs name webhooks by id, never by URL.
 """
 
 from __future__ import annotations
@@ -23,13 +30,16 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import httpx
+import orjson
 
-from bgp_orchestrator.alerts import deliveries, formats
-from bgp_orchestrator.errors import ConfigurationError
+from bgp_orchestrator.alerts import deliveries, formats, signing
+from bgp_orchestrator.alerts.egress import EgressPolicy
+from bgp_orchestrator.errors import BgpoError, ConfigurationError
 from bgp_orchestrator.storage import conflicts as conflict_store
 from bgp_orchestrator.storage.database import Database
 
@@ -56,6 +66,16 @@ WITH pending AS (
 )
 UPDATE conflict_events SET dispatched_at = now() WHERE id IN (SELECT id FROM pending)
 """
+
+
+def quiet_http_client_logs() -> None:
+    """httpx logs every request's URL at INFO (httpcore its host and port at DEBUG):
+    in a process that sends webhooks those lines would put hook URLs in the logs, so
+    both loggers report warnings only."""
+    for name in ("httpx", "httpcore"):
+        logger = logging.getLogger(name)
+        if logger.level < logging.WARNING:  # NOTSET (inherit) included
+            logger.setLevel(logging.WARNING)
 
 
 @dataclass
@@ -88,6 +108,9 @@ class AlertDispatcher:
         max_attempts: int = MAX_ATTEMPTS,
         lease_s: float = LEASE_S,
         backoff_s: float = 2.0,
+        egress: EgressPolicy | None = None,
+        secrets: signing.SecretBox | None = None,
+        max_answer_bytes: int = MAX_ANSWER_BYTES,
     ) -> None:
         if lease_s < 2 * timeout_s:
             raise ConfigurationError(
@@ -112,6 +135,11 @@ class AlertDispatcher:
         self.max_attempts = max_attempts
         self.lease_s = lease_s
         self.backoff_s = backoff_s
+        #: Public addresses only unless the operator allowed more.
+        self.egress = egress or EgressPolicy()
+        self.secrets = secrets
+        self.max_answer_bytes = max_answer_bytes
+        quiet_http_client_logs()
         self.counters = DispatchStats()
         self.failed_rounds = 0
         self.last_error = ""
@@ -179,7 +207,11 @@ class AlertDispatcher:
         except Exception:
             # PostgreSQL away while loading or recording: the lease runs out and the
             # delivery is tried again (its attempt is counted already).
-            log.exception("webhook delivery %s failed before its outcome was recorded", lease["id"])
+            log.exception(
+                "webhook %s: delivery %s failed before its outcome was recorded",
+                lease["webhook_id"],
+                lease["id"],
+            )
         finally:
             webhook_id = lease["webhook_id"]
             left = self._in_flight.get(webhook_id, 1) - 1
@@ -202,14 +234,15 @@ class AlertDispatcher:
             if conflict.get(key) is not None:
                 conflict[key] = conflict[key].isoformat()
         render = formats.slack if target["format"] == "slack" else formats.generic
+        body = orjson.dumps(render(target["event"], lease["event_id"], conflict))
         headers = {
             "X-BGPO-Event": target["event"],
             "X-BGPO-Delivery": str(lease["id"]),
             "X-BGPO-Attempt": str(lease["attempts"]),
         }
-        error = await self.post(
-            client, target["url"], render(target["event"], lease["event_id"], conflict), headers
-        )
+        error = self._sign(dict(target), lease, body, headers)
+        if error is None:
+            error = await self.post(client, target["url"], body, headers)
         async with self.db.connection() as conn:
             if error is None:
                 await conn.execute(deliveries.DELIVERED, lease["id"])
@@ -226,35 +259,77 @@ class AlertDispatcher:
             )
         if status == "failed":
             self.counters.given_up += 1
+            # Webhooks are named by id: their URLs (and hosts) stay out of the logs.
             log.error(
-                "webhook %s gave up on delivery %s after %d attempts: %s",
-                target["url"],
+                "webhook %s gave up on delivery %s after %d attempts (last error: %s)",
+                lease["webhook_id"],
                 lease["id"],
                 lease["attempts"],
-                error,
+                error.split(":", 1)[0],
             )
+
+    def _sign(
+        self,
+        target: Mapping[str, Any],
+        lease: Mapping[str, Any],
+        body: bytes,
+        headers: dict[str, str],
+    ) -> str | None:
+        """Add the signature headers; what went wrong when the delivery cannot be signed."""
+        sealed = target["secret_ciphertext"]
+        if sealed is None:
+            return (
+                "Unsigned: this webhook has no signing secret (created before signing); "
+                f"rotate it with POST /api/v1/webhooks/{lease['webhook_id']}/secret"
+            )
+        if self.secrets is None:
+            return "Unsigned: the dispatcher has no key to decrypt signing secrets"
+        try:
+            secret = self.secrets.open(sealed)
+        except ConfigurationError as exc:
+            return f"Unsigned: {exc.message}"
+        message_id = str(lease["id"])
+        headers.update(signing.signature_headers(secret, message_id, int(time.time()), body))
+        return None
 
     async def post(
         self, client: httpx.AsyncClient, url: str, body: Any, headers: dict[str, str]
     ) -> str | None:
-        """One attempt, over after ``timeout_s`` in total; None if the receiver took it,
-        else what went wrong."""
+        """One attempt, over after ``timeout_s`` in total (resolving the host included):
+        None if the receiver took it, else what went wrong. ``body`` is bytes (sent as
+        they are: the signature covers them) or a JSON value."""
+        content = body if isinstance(body, bytes) else orjson.dumps(body)
         try:
-            async with (
-                asyncio.timeout(self.timeout_s),
-                client.stream(
-                    "POST", url, json=body, headers=headers, timeout=self.timeout_s
-                ) as response,
-            ):
-                answer = b""
-                async for chunk in response.aiter_bytes():
-                    answer += chunk
-                    if len(answer) >= MAX_ANSWER_BYTES:
-                        break
-                if response.status_code < 300:
-                    return None
-                text = answer[:200].decode(errors="replace")
-                return f"HTTP {response.status_code}: {text}"
+            async with asyncio.timeout(self.timeout_s):
+                try:
+                    target = await self.egress.check(url)
+                except BgpoError as exc:
+                    return f"Refused: {exc.message}"
+                extensions = {"sni_hostname": target.sni_hostname} if target.sni_hostname else {}
+                async with client.stream(
+                    "POST",
+                    target.url,
+                    content=content,
+                    headers={
+                        **headers,
+                        "Host": target.host_header,
+                        "Content-Type": "application/json",
+                    },
+                    timeout=self.timeout_s,
+                    follow_redirects=False,
+                    extensions=extensions,
+                ) as response:
+                    answer = b""
+                    async for chunk in response.aiter_bytes():
+                        answer += chunk
+                        if len(answer) >= self.max_answer_bytes:
+                            break  # the rest is never read
+                    if response.status_code < 300:
+                        return None
+                    if response.is_redirect:
+                        return f"HTTP {response.status_code}: redirects are not followed"
+                    text = answer[:200].decode(errors="replace")
+                    return f"HTTP {response.status_code}: {text}"
         except TimeoutError:
             return f"Timeout: no complete answer within {self.timeout_s:g} s"
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
@@ -264,7 +339,7 @@ class AlertDispatcher:
         limits = httpx.Limits(
             max_connections=self.max_in_flight, max_keepalive_connections=self.max_in_flight
         )
-        async with httpx.AsyncClient(limits=limits) as client:
+        async with httpx.AsyncClient(limits=limits, follow_redirects=False) as client:
             try:
                 await self._loop(client, stop)
             finally:

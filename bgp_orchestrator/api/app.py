@@ -14,11 +14,13 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from bgp_orchestrator import __version__
+from bgp_orchestrator import __version__, log_redaction
 from bgp_orchestrator.api import problems
+from bgp_orchestrator.api.body_limit import BodyLimitMiddleware
 from bgp_orchestrator.api.broadcast import ConflictBroadcaster
 from bgp_orchestrator.api.deps import TenantCache
 from bgp_orchestrator.api.metrics import ApiMetrics, MetricsMiddleware
+from bgp_orchestrator.api.ratelimit import open_rate_limiter
 from bgp_orchestrator.api.routes import (
     anomalies,
     apikeys,
@@ -33,6 +35,7 @@ from bgp_orchestrator.api.routes import (
     tenants,
     webhooks,
 )
+from bgp_orchestrator.api.security_headers import SecurityHeadersMiddleware
 from bgp_orchestrator.settings import Settings
 from bgp_orchestrator.storage.database import Database, open_database
 from bgp_orchestrator.usage.recorder import UsageRecorder
@@ -60,6 +63,7 @@ tenant's object **404**.
 def create_app(settings: Settings | None = None, database: Database | None = None) -> FastAPI:
     """Build the API. ``database`` is injected by tests; otherwise built from settings."""
     settings = settings or Settings()
+    log_redaction.install()  # no token, key or password reaches this process's logs
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -71,11 +75,14 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         usage.db = db
         stop_usage = asyncio.Event()
         usage_task = asyncio.create_task(usage.run(stop_usage), name="usage")
+        if getattr(app.state, "rate_limiter", None) is None:
+            app.state.rate_limiter = open_rate_limiter(settings)
         try:
             yield
         finally:
             stop_usage.set()
             await usage_task
+            await app.state.rate_limiter.aclose()
             await app.state.broadcaster.close()
             if getattr(app.state, "metric_store", None) is not None:
                 await app.state.metric_store.close()
@@ -103,6 +110,13 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         dsn = settings.database_url.get_secret_value() if settings.database_url else ""
         app.state.broadcaster = ConflictBroadcaster(dsn)
     problems.install(app)
+    # Outermost last: metrics count every answer, the 413s and security headers included.
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.api_max_body_bytes)
+    app.add_middleware(
+        SecurityHeadersMiddleware,
+        trusted_proxies=settings.trusted_proxies,
+        hsts_max_age_s=settings.hsts_max_age_s,
+    )
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics, usage=usage)
     routers = (
         health,

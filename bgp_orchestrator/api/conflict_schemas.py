@@ -77,6 +77,18 @@ class WebhookOut(BaseModel):
     updated_at: datetime
 
 
+class WebhookCreated(WebhookOut):
+    secret: str = Field(
+        description="The signing secret (Standard Webhooks, whsec_...), shown only in this "
+        "answer: every delivery is signed with it (webhook-signature header)"
+    )
+
+
+class WebhookSecret(BaseModel):
+    id: int
+    secret: str = Field(description="The new signing secret, shown only in this answer")
+
+
 DeliveryStatus = Literal["pending", "delivered", "failed"]
 
 

@@ -18,6 +18,7 @@ from bgp_orchestrator.errors import (
     Forbidden,
     InvalidInput,
     NotFound,
+    RateLimited,
     ServiceUnavailable,
     Unauthorized,
 )
@@ -32,6 +33,7 @@ STATUS_BY_ERROR: tuple[tuple[type[BgpoError], int], ...] = (
     (ConfigConflict, 409),
     (Unauthorized, 401),
     (Forbidden, 403),
+    (RateLimited, 429),
     (ServiceUnavailable, 503),
     (ConfigurationError, 500),
 )
@@ -43,7 +45,9 @@ TITLES = {
     404: "Not found",
     405: "Method not allowed",
     409: "Conflict with stored configuration",
+    413: "Request body too large",
     422: "Invalid input",
+    429: "Too many requests",
     500: "Internal error",
     503: "Service unavailable",
 }
@@ -124,7 +128,7 @@ def install(app: FastAPI) -> None:
         status = status_for(exc)
         headers = None
         errors = None
-        if isinstance(exc, ServiceUnavailable):
+        if isinstance(exc, ServiceUnavailable | RateLimited):
             headers = {"Retry-After": str(exc.details.get("retry_after_s", 5))}
         if isinstance(exc, Unauthorized):
             headers = {"WWW-Authenticate": 'Bearer realm="bgpo"'}
@@ -157,7 +161,9 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
+        code = {404: "not-found", 405: "method-not-allowed", 413: "body-too-large"}.get(
+            exc.status_code, "http-error"
+        )
         return problem_response(
             exc.status_code, code, str(exc.detail), headers=getattr(exc, "headers", None)
         )

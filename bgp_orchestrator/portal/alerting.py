@@ -7,13 +7,17 @@ The two URLs become the tenant's webhooks named :data:`GENERIC` and
 real conflicts reach them through the one dispatcher
 (:mod:`bgp_orchestrator.alerts.dispatcher`); a blank URL removes its webhook.
 The e-mail address is kept with the preferences (the dispatcher has no e-mail
-channel yet). "Send test alert" renders a sample conflict with the dispatcher's
-own formats and posts it with :meth:`AlertDispatcher.post` to each configured URL.
+channel yet). URLs pass the same egress check as the API's webhooks, and a new
+webhook gets a signing secret, shown once. "Send test alert" renders a sample
+conflict with the dispatcher's own formats, signs it with the webhook's secret
+and posts it with :meth:`AlertDispatcher.post` to each configured URL.
 """
 
 from __future__ import annotations
 
 import re
+import secrets
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -21,11 +25,14 @@ from urllib.parse import urlsplit
 
 import asyncpg
 import httpx
+import orjson
 
-from bgp_orchestrator.alerts import formats
+from bgp_orchestrator.alerts import formats, webhook_secrets
 from bgp_orchestrator.alerts.dispatcher import AlertDispatcher
+from bgp_orchestrator.alerts.egress import EgressPolicy
+from bgp_orchestrator.alerts.signing import SecretBox, signature_headers
 from bgp_orchestrator.detection.conflict import ConflictType, Severity
-from bgp_orchestrator.errors import InvalidInput
+from bgp_orchestrator.errors import BgpoError, InvalidInput
 
 GENERIC = "portal-webhook"
 SLACK = "portal-slack"
@@ -101,7 +108,21 @@ async def load(conn: asyncpg.Connection, tenant_id: int) -> Preferences:
     return prefs
 
 
-async def save(conn: asyncpg.Connection, tenant_id: int, prefs: Preferences, who: str) -> None:
+async def save(
+    conn: asyncpg.Connection,
+    tenant_id: int,
+    prefs: Preferences,
+    who: str,
+    egress: EgressPolicy,
+    box: SecretBox,
+) -> dict[str, str]:
+    """Store the preferences and their webhooks; the signing secrets issued for webhooks
+    that had none (shown to the user once), by channel name. A URL that may not be
+    reached (a private address, say) is refused first, naming its form field."""
+    for field_name, url in (("webhook_url", prefs.webhook_url), ("slack_url", prefs.slack_url)):
+        if url:
+            await egress.check(url, field_name)
+    issued: dict[str, str] = {}
     async with conn.transaction():
         await conn.execute(
             "INSERT INTO alert_preferences (tenant_id, email, min_severity, types, updated_by) "
@@ -123,12 +144,13 @@ async def save(conn: asyncpg.Connection, tenant_id: int, prefs: Preferences, who
                     "DELETE FROM webhooks WHERE tenant_id = $1 AND name = $2", tenant_id, name
                 )
                 continue
-            await conn.execute(
+            row = await conn.fetchrow(
                 "INSERT INTO webhooks (tenant_id, name, url, format, min_severity, types) "
                 "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant_id, name) DO UPDATE SET "
                 "url = EXCLUDED.url, format = EXCLUDED.format, "
                 "min_severity = EXCLUDED.min_severity, types = EXCLUDED.types, "
-                "enabled = true, updated_at = now()",
+                "enabled = true, updated_at = now() "
+                "RETURNING id, secret_ciphertext IS NULL AS unsigned",
                 tenant_id,
                 name,
                 url,
@@ -136,6 +158,10 @@ async def save(conn: asyncpg.Connection, tenant_id: int, prefs: Preferences, who
                 prefs.min_severity,
                 prefs.types,
             )
+            assert row is not None
+            if row["unsigned"]:
+                issued[name] = await webhook_secrets.issue(conn, box, tenant_id, row["id"])
+    return issued
 
 
 def sample_conflict(prefs: Preferences, tenant_slug: str) -> dict[str, Any]:
@@ -163,17 +189,41 @@ def sample_conflict(prefs: Preferences, tenant_slug: str) -> dict[str, Any]:
 
 
 async def send_test(
-    dispatcher: AlertDispatcher, client: httpx.AsyncClient, prefs: Preferences, tenant_slug: str
+    dispatcher: AlertDispatcher,
+    client: httpx.AsyncClient,
+    conn: asyncpg.Connection,
+    tenant_id: int,
+    prefs: Preferences,
+    tenant_slug: str,
 ) -> list[tuple[str, str | None]]:
-    """Post a test alert to each configured webhook: (channel, error or None) each."""
+    """Post a test alert to each configured webhook, signed with its secret as real
+    deliveries are: (channel, error or None) each."""
     conflict = sample_conflict(prefs, tenant_slug)
+    sealed = {
+        r["name"]: r["secret_ciphertext"]
+        for r in await conn.fetch(
+            "SELECT name, secret_ciphertext FROM webhooks WHERE tenant_id = $1 AND name = ANY($2)",
+            tenant_id,
+            [GENERIC, SLACK],
+        )
+    }
     results: list[tuple[str, str | None]] = []
-    headers = {"X-BGPO-Event": "test", "X-BGPO-Delivery": "test", "X-BGPO-Attempt": "1"}
-    for channel, url, render in (
-        ("webhook", prefs.webhook_url, formats.generic),
-        ("slack", prefs.slack_url, formats.slack),
+    for channel, name, url, render in (
+        ("webhook", GENERIC, prefs.webhook_url, formats.generic),
+        ("slack", SLACK, prefs.slack_url, formats.slack),
     ):
-        if url:
-            error = await dispatcher.post(client, url, render("test", 0, conflict), headers)
-            results.append((channel, error))
+        if not url:
+            continue
+        body = orjson.dumps(render("test", 0, conflict))
+        message_id = f"test-{secrets.token_hex(8)}"
+        headers = {"X-BGPO-Event": "test", "X-BGPO-Delivery": message_id, "X-BGPO-Attempt": "1"}
+        ciphertext = sealed.get(name)
+        if ciphertext and dispatcher.secrets is not None:
+            try:
+                secret = dispatcher.secrets.open(ciphertext)
+            except BgpoError as exc:
+                results.append((channel, f"Unsigned: {exc.message}"))
+                continue
+            headers.update(signature_headers(secret, message_id, int(time.time()), body))
+        results.append((channel, await dispatcher.post(client, url, body, headers)))
     return results

@@ -20,6 +20,8 @@ from fastapi.staticfiles import StaticFiles
 
 from bgp_orchestrator import __version__
 from bgp_orchestrator.alerts.dispatcher import AlertDispatcher
+from bgp_orchestrator.alerts.egress import EgressPolicy
+from bgp_orchestrator.alerts.signing import secret_box
 from bgp_orchestrator.errors import BgpoError, InvalidInput, NotFound, ServiceUnavailable
 from bgp_orchestrator.portal.auth import issuer_url, oauth_client, session_secret
 from bgp_orchestrator.portal.pages import (
@@ -66,7 +68,13 @@ def create_portal_app(
         db = database or open_database(settings)
         app.state.database = db
         app.state.sessions = SessionStore(db, SESSION_MAX_AGE_S)
-        app.state.dispatcher = AlertDispatcher(db, timeout_s=5.0)
+        app.state.dispatcher = AlertDispatcher(
+            db,
+            timeout_s=settings.webhook_timeout_s,
+            egress=EgressPolicy.from_settings(settings),
+            secrets=secret_box(settings),
+            max_answer_bytes=settings.webhook_max_response_bytes,
+        )
         app.state.http = httpx.AsyncClient(timeout=5.0, follow_redirects=False)
         app.state.oidc = oauth_client(settings)
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -94,6 +95,11 @@ def configured_env(settings: Settings) -> dict[str, str]:
             continue
         if hasattr(value, "get_secret_value"):
             value = value.get_secret_value()
+        elif isinstance(value, list | tuple | set | dict):
+            # Complex settings are read back as JSON (e.g. networks, algorithms).
+            plain = settings.model_dump(mode="json", include={name})[name]
+            out[f"BGPO_{name.upper()}"] = json.dumps(plain)
+            continue
         out[f"BGPO_{name.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
     return out
 

@@ -16,6 +16,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -23,6 +24,9 @@ import httpx
 import pytest
 import uvicorn
 
+from bgp_orchestrator.alerts.dispatcher import AlertDispatcher
+from bgp_orchestrator.alerts.egress import EgressPolicy
+from bgp_orchestrator.alerts.signing import secret_box
 from bgp_orchestrator.api.app import create_app
 from bgp_orchestrator.local.kafka import EmbeddedKafka
 from bgp_orchestrator.local.postgres import EmbeddedPostgres
@@ -116,9 +120,25 @@ async def clean(db: Database) -> None:
         await conn.execute(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
 
 
+#: The tests' webhook receivers listen on loopback, which only a lab setting allows.
+LAB_NETWORKS: list[Any] = ["127.0.0.0/8"]
+
+
 @pytest.fixture
 def settings(database_url: str, tmp_path: Path) -> Settings:
-    return Settings(database_url=database_url, data_dir=tmp_path)
+    return Settings(
+        database_url=database_url,
+        data_dir=tmp_path,
+        webhook_allowed_networks=LAB_NETWORKS,
+    )
+
+
+def lab_dispatcher(db: Database, settings: Settings, **kwargs: Any) -> AlertDispatcher:
+    """A dispatcher that may reach the tests' receivers on loopback and signs with the
+    same key as the API built from ``settings``."""
+    return AlertDispatcher(
+        db, egress=EgressPolicy.from_settings(settings), secrets=secret_box(settings), **kwargs
+    )
 
 
 @pytest.fixture

@@ -106,6 +106,7 @@ def start_stack(database_url: str, data_dir: Path) -> Iterator[PortalStack]:
         embedded_oidc_port=free_port(),
         metric_store="parquet",
         usage_flush_s=0.5,
+        webhook_allowed_networks=["127.0.0.0/8"],  # the test's receiver is on loopback
     )
     oidc = EmbeddedOIDC(settings)
     oidc.start()

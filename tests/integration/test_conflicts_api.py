@@ -12,13 +12,13 @@ from typing import Any
 import httpx
 import pytest
 
-from bgp_orchestrator.alerts.dispatcher import AlertDispatcher
 from bgp_orchestrator.detection.conflict import Conflict, ConflictType, Severity
 from bgp_orchestrator.detection.sink import aggregate
+from bgp_orchestrator.settings import Settings
 from bgp_orchestrator.storage import conflicts as store
 from bgp_orchestrator.storage.database import Database
 from tests.conftest import free_port
-from tests.integration.conftest import LiveServer, Tenant, make_tenant
+from tests.integration.conftest import LiveServer, Tenant, lab_dispatcher, make_tenant
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -241,7 +241,7 @@ def receiver() -> Iterator[Receiver]:
 
 
 async def test_webhooks_receive_matching_events_once_with_retries(
-    client: httpx.AsyncClient, acme: Tenant, db: Database, receiver: Receiver
+    client: httpx.AsyncClient, acme: Tenant, db: Database, receiver: Receiver, settings: Settings
 ) -> None:
     h = acme.headers
     url = f"http://127.0.0.1:{receiver.port}/hook"
@@ -276,7 +276,7 @@ async def test_webhooks_receive_matching_events_once_with_retries(
             t, ConflictType.MOAS, "45.65.12.0/24", 13335, severity=Severity.LOW, detail="1,13335"
         ),
     )
-    dispatcher = AlertDispatcher(db)
+    dispatcher = lab_dispatcher(db, settings)
     async with httpx.AsyncClient() as http:
         assert await dispatcher.fan_out() == 2  # hijack -> both hooks; MOAS (low) -> none
         await dispatcher.deliver_due(http)  # the first POST fails (HTTP 500)

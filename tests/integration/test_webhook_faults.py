@@ -18,11 +18,11 @@ from typing import Any
 import httpx
 import pytest
 
-from bgp_orchestrator.alerts.dispatcher import AlertDispatcher
 from bgp_orchestrator.detection.conflict import ConflictType
+from bgp_orchestrator.settings import Settings
 from bgp_orchestrator.storage.database import Database
 from tests.conftest import REPO, free_port
-from tests.integration.conftest import Tenant, make_tenant
+from tests.integration.conftest import Tenant, lab_dispatcher, make_tenant
 from tests.integration.test_conflicts_api import conflict, tenant_id, write
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
@@ -167,6 +167,7 @@ async def latencies(
 async def test_a_hanging_receiver_delays_only_its_own_deliveries(
     client: httpx.AsyncClient,
     db: Database,
+    settings: Settings,
     fast_receiver: FastReceiver,
     silent_receiver: SilentReceiver,
 ) -> None:
@@ -175,8 +176,8 @@ async def test_a_hanging_receiver_delays_only_its_own_deliveries(
     stuck_hook = await add_hook(client, stuck, silent_receiver.url)
     await add_hook(client, brisk, fast_receiver.url)
     stuck_id, brisk_id = await tenant_id(db, "stuck"), await tenant_id(db, "brisk")
-    dispatcher = AlertDispatcher(
-        db, timeout_s=1.0, interval_s=0.25, max_attempts=2, backoff_s=0.5, lease_s=5.0
+    dispatcher = lab_dispatcher(
+        db, settings, timeout_s=1.0, interval_s=0.25, max_attempts=2, backoff_s=0.5, lease_s=5.0
     )
     stop = asyncio.Event()
     task = asyncio.create_task(dispatcher.run(stop))
@@ -245,13 +246,13 @@ async def test_a_hanging_receiver_delays_only_its_own_deliveries(
 
 
 async def test_a_receiver_trickling_bytes_cannot_hold_an_attempt_past_its_timeout(
-    db: Database,
+    db: Database, settings: Settings
 ) -> None:
     async with SilentReceiver(trickle=True) as trickle, httpx.AsyncClient() as http:
         # The premise: each byte resets httpx's own read timeout, so it alone never ends.
         with pytest.raises(TimeoutError):
             await asyncio.wait_for(http.post(trickle.url, json={}, timeout=1.0), 3.0)
-        dispatcher = AlertDispatcher(db, timeout_s=1.0)
+        dispatcher = lab_dispatcher(db, settings, timeout_s=1.0)
         started = time.monotonic()
         error = await dispatcher.post(http, trickle.url, {"event": "opened"}, {})
         elapsed = time.monotonic() - started
@@ -261,22 +262,26 @@ async def test_a_receiver_trickling_bytes_cannot_hold_an_attempt_past_its_timeou
 
 KILLABLE = """
 import asyncio, sys
-from bgp_orchestrator.alerts.dispatcher import AlertDispatcher
+from bgp_orchestrator.settings import Settings
 from bgp_orchestrator.storage.database import Database
+from tests.integration.conftest import LAB_NETWORKS, lab_dispatcher
 
-dispatcher = AlertDispatcher(
-    Database(sys.argv[1]), timeout_s=1.0, lease_s=2.0, interval_s=0.1, max_attempts=2
+settings = Settings(data_dir=sys.argv[2], webhook_allowed_networks=LAB_NETWORKS)
+dispatcher = lab_dispatcher(
+    Database(sys.argv[1]), settings, timeout_s=1.0, lease_s=2.0, interval_s=0.1, max_attempts=2
 )
 asyncio.run(dispatcher.run(asyncio.Event()))
 """
 
 
-async def kill_during_next_attempt(database_url: str, receiver: SilentReceiver) -> None:
+async def kill_during_next_attempt(
+    database_url: str, settings: Settings, receiver: SilentReceiver
+) -> None:
     """Run a dispatcher process and SIGKILL it as soon as its request reaches the receiver."""
     seen = len(receiver.requests)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", KILLABLE, database_url, env=env
+        sys.executable, "-c", KILLABLE, database_url, str(settings.data_dir), env=env
     )
     try:
         await receiver.wait_for(seen + 1, 60)
@@ -289,6 +294,7 @@ async def test_an_attempt_cut_short_by_a_killed_dispatcher_counts_and_ends_faile
     client: httpx.AsyncClient,
     db: Database,
     database_url: str,
+    settings: Settings,
     silent_receiver: SilentReceiver,
 ) -> None:
     acme = await make_tenant(client, "acme")
@@ -296,16 +302,16 @@ async def test_an_attempt_cut_short_by_a_killed_dispatcher_counts_and_ends_faile
     await write(
         db, conflict(await tenant_id(db, "acme"), ConflictType.EXACT_HIJACK, "45.65.0.0/24", 1)
     )
-    dispatcher = AlertDispatcher(db, timeout_s=1.0, lease_s=2.0, max_attempts=2)
+    dispatcher = lab_dispatcher(db, settings, timeout_s=1.0, lease_s=2.0, max_attempts=2)
     assert await dispatcher.fan_out() == 1
 
-    await kill_during_next_attempt(database_url, silent_receiver)
+    await kill_during_next_attempt(database_url, settings, silent_receiver)
     [row] = await deliveries(db, hook)
     assert (row["status"], row["attempts"]) == ("pending", 1)  # counted, though never finished
     assert row["last_attempt_at"] is not None
 
     await asyncio.sleep(2.2)  # the lease runs out: the delivery is due again
-    await kill_during_next_attempt(database_url, silent_receiver)
+    await kill_during_next_attempt(database_url, settings, silent_receiver)
     [row] = await deliveries(db, hook)
     assert (row["status"], row["attempts"]) == ("pending", 2)
 

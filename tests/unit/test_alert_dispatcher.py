@@ -13,11 +13,27 @@ from typing import Any
 
 import httpx
 import pytest
+from cryptography.fernet import Fernet
 
 from bgp_orchestrator.alerts.dispatcher import AlertDispatcher
+from bgp_orchestrator.alerts.egress import EgressPolicy
+from bgp_orchestrator.alerts.signing import SecretBox, new_secret
 from bgp_orchestrator.errors import ConfigurationError
 
 NOW = datetime(2026, 12, 3, tzinfo=UTC)
+BOX = SecretBox([Fernet.generate_key()])
+SECRET = new_secret()
+
+
+async def public(host: str, port: int) -> list[str]:
+    """A resolver that puts every host on one public address (the transport is in-process)."""
+    return ["93.184.215.14"]
+
+
+def dispatcher(db: Any, **kwargs: Any) -> AlertDispatcher:
+    return AlertDispatcher(db, egress=EgressPolicy(resolver=public), secrets=BOX, **kwargs)
+
+
 CONFLICT = {
     "id": 5,
     "type": "exact-prefix-hijack",
@@ -58,7 +74,13 @@ class RecordingConnection:
         if "FROM conflicts" in sql:
             return CONFLICT
         # The webhook and the event (one query or two)
-        return {"url": "http://hook/", "format": "json", "event": "opened", "conflict_id": 5}
+        return {
+            "url": "http://hook/",
+            "format": "json",
+            "secret_ciphertext": BOX.seal(SECRET),
+            "event": "opened",
+            "conflict_id": 5,
+        }
 
     async def fetchval(self, sql: str, *args: Any) -> Any:
         self.log.append((sql, args))
@@ -95,9 +117,9 @@ async def test_an_attempt_is_counted_when_leased_so_a_crash_mid_request_still_co
         await asyncio.Event().wait()  # the process dies before the receiver answers
         raise AssertionError("unreachable")
 
-    dispatcher = AlertDispatcher(db)  # type: ignore[arg-type]
+    sender = dispatcher(db)
     async with httpx.AsyncClient(transport=httpx.MockTransport(hang)) as client:
-        round_ = asyncio.create_task(dispatcher.deliver_due(client))
+        round_ = asyncio.create_task(sender.deliver_due(client))
         await asyncio.wait_for(in_flight.wait(), 5)
         before_request = list(db.log)
         round_.cancel()  # the crash: nothing after this point reaches PostgreSQL
@@ -118,14 +140,14 @@ async def test_a_failed_attempt_is_recorded_against_the_attempt_it_leased() -> N
         assert request.headers["X-BGPO-Attempt"] == "3"
         return httpx.Response(503, text="busy")
 
-    dispatcher = AlertDispatcher(db, max_attempts=3)  # type: ignore[arg-type]
+    sender = dispatcher(db, max_attempts=3)
     async with httpx.AsyncClient(transport=httpx.MockTransport(refuse)) as client:
-        assert await dispatcher.deliver_due(client) == 1
+        assert await sender.deliver_due(client) == 1
     sql, args = db.log[-1]
     assert "attempts = $5" in sql  # fenced: a stale dispatcher cannot overwrite a newer one
     assert args == (7, "HTTP 503: busy", 3, 2.0, 3)
-    assert dispatcher.counters.failed_attempts == 1
-    assert dispatcher.stats()["in_flight"] == 0
+    assert sender.counters.failed_attempts == 1
+    assert sender.stats()["in_flight"] == 0
 
 
 def test_a_lease_shorter_than_an_attempt_is_refused_and_the_error_pickles() -> None:

@@ -125,3 +125,60 @@ def test_embedding_into_a_manifest_keeps_the_rest(tmp_path: Path) -> None:
     assert serve_config.embed_in_rayservice(copy) is True
     assert copy.read_text() == original
     assert serve_config.embed_in_rayservice(copy) is False
+
+
+@pytest.mark.parametrize(
+    ("name", "path"),
+    [("rayservice.yaml", "rayClusterConfig"), ("rayjob-migrate.yaml", "rayClusterSpec")],
+)
+def test_manifests_require_ray_token_authentication(name: str, path: str) -> None:
+    assert _manifest(name)["spec"][path]["authOptions"] == {"mode": "token"}
+
+
+#: Settings whose values are credentials: they must come from a Kubernetes Secret.
+SECRET_SETTINGS = {
+    "BGPO_DATABASE_URL",
+    "BGPO_REDIS_URL",
+    "BGPO_KAFKA_BOOTSTRAP_SERVERS",
+    "BGPO_VICTORIA_METRICS_URL",
+    "BGPO_WEBHOOK_SECRET_KEYS",
+}
+
+
+@pytest.mark.parametrize("name", ["rayservice.yaml", "rayjob-migrate.yaml"])
+def test_credentials_reach_the_pods_from_secrets_only(name: str) -> None:
+    manifest = _manifest(name)
+    for container in _containers(manifest):
+        env = {e["name"]: e for e in container["env"]}
+        for setting in SECRET_SETTINGS & set(env):
+            assert "value" not in env[setting], (container["name"], setting)
+            assert env[setting]["valueFrom"]["secretKeyRef"]["name"], setting
+        assert {"BGPO_DATABASE_URL", "BGPO_REDIS_URL"} <= set(env), container["name"]
+    if name == "rayservice.yaml":
+        for container in _containers(manifest):
+            assert "BGPO_WEBHOOK_SECRET_KEYS" in {e["name"] for e in container["env"]}
+        # ... and none travels in the Serve config (anyone who can read the RayService
+        # or query the Serve REST API sees its runtime_env).
+        embedded = yaml.safe_load(manifest["spec"]["serveConfigV2"])
+        for app in embedded["applications"]:
+            assert "runtime_env" not in app or not (
+                set(app["runtime_env"].get("env_vars", {})) & SECRET_SETTINGS
+            ), app["name"]
+        assert "password" not in manifest["spec"]["serveConfigV2"].lower()
+
+
+def test_list_settings_reach_the_replicas_in_a_form_they_read_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings = Settings(
+        webhook_allowed_networks=["10.20.0.0/16", "127.0.0.0/8"],
+        trusted_proxies=["10.0.0.0/8"],
+        oidc_algorithms=["RS256"],
+    )
+    env = serve_config.configured_env(settings)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    again = Settings()
+    assert again.webhook_allowed_networks == settings.webhook_allowed_networks
+    assert again.trusted_proxies == settings.trusted_proxies
+    assert again.oidc_algorithms == ["RS256"]

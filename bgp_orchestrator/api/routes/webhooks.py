@@ -7,16 +7,20 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, status
 
-from bgp_orchestrator.alerts import deliveries
+from bgp_orchestrator.alerts import deliveries, webhook_secrets
+from bgp_orchestrator.alerts.egress import EgressPolicy
+from bgp_orchestrator.alerts.signing import secret_box
 from bgp_orchestrator.api.access import Access, allow
 from bgp_orchestrator.api.conflict_schemas import (
     DeliveryOut,
     DeliveryStatus,
     WebhookCreate,
+    WebhookCreated,
     WebhookOut,
+    WebhookSecret,
     WebhookUpdate,
 )
-from bgp_orchestrator.api.deps import DatabaseDep, PagingDep, TenantId
+from bgp_orchestrator.api.deps import DatabaseDep, PagingDep, SettingsDep, TenantId
 from bgp_orchestrator.api.problems import documented
 from bgp_orchestrator.api.routes.common import ObjectId
 from bgp_orchestrator.errors import ConfigConflict, NotFound
@@ -37,6 +41,12 @@ def _values(body: WebhookCreate | WebhookUpdate, partial: bool) -> dict[str, Any
     return data
 
 
+async def _check_url(settings: Any, data: dict[str, Any]) -> None:
+    """The URL must reach only public (or operator-allowed) addresses: 422 naming ``url``."""
+    if "url" in data:
+        await EgressPolicy.from_settings(settings).check(data["url"], "url")
+
+
 async def _name_free(conn: Any, tenant_id: int, name: str, exclude: int | None) -> None:
     taken = await conn.fetchval(
         "SELECT id FROM webhooks WHERE tenant_id = $1 AND name = $2 AND id IS DISTINCT FROM $3",
@@ -53,16 +63,43 @@ async def _name_free(conn: Any, tenant_id: int, name: str, exclude: int | None) 
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
-    response_model=WebhookOut,
+    response_model=WebhookCreated,
     responses=documented(409),
     dependencies=[allow(Access.ADMIN)],
 )
 async def create_webhook(
-    body: WebhookCreate, db: DatabaseDep, tenant_id: TenantId
+    body: WebhookCreate, db: DatabaseDep, tenant_id: TenantId, settings: SettingsDep
 ) -> dict[str, Any]:
+    """The answer carries the signing secret, once."""
+    values = _values(body, partial=False)
+    await _check_url(settings, values)
+    box = secret_box(settings)
     async with db.transaction() as conn:
         await _name_free(conn, tenant_id, body.name, None)
-        return await WEBHOOKS.insert(conn, tenant_id, _values(body, partial=False))
+        created = await WEBHOOKS.insert(conn, tenant_id, values)
+        created["secret"] = await webhook_secrets.issue(conn, box, tenant_id, created["id"])
+    return created
+
+
+@router.post(
+    "/{webhook_id}/secret",
+    response_model=WebhookSecret,
+    responses=documented(404),
+    summary="Rotate the signing secret",
+)
+async def rotate_webhook_secret(
+    db: DatabaseDep,
+    tenant_id: TenantId,
+    settings: SettingsDep,
+    webhook_id: Annotated[int, ObjectId],
+) -> dict[str, Any]:
+    """A new signing secret, shown once; deliveries from now on are signed with it."""
+    box = secret_box(settings)
+    async with db.transaction() as conn:
+        secret = await webhook_secrets.issue(conn, box, tenant_id, webhook_id)
+    if not secret:
+        raise NotFound("webhook-not-found", f"no webhook with id {webhook_id}", "id", webhook_id)
+    return {"id": webhook_id, "secret": secret}
 
 
 @router.get(
@@ -99,12 +136,18 @@ async def get_webhook(
     dependencies=[allow(Access.ADMIN)],
 )
 async def update_webhook(
-    body: WebhookUpdate, db: DatabaseDep, tenant_id: TenantId, webhook_id: Annotated[int, ObjectId]
+    body: WebhookUpdate,
+    db: DatabaseDep,
+    tenant_id: TenantId,
+    settings: SettingsDep,
+    webhook_id: Annotated[int, ObjectId],
 ) -> dict[str, Any]:
+    values = _values(body, partial=True)
+    await _check_url(settings, values)
     async with db.transaction() as conn:
         if body.name is not None:
             await _name_free(conn, tenant_id, body.name, webhook_id)
-        updated = await WEBHOOKS.update(conn, tenant_id, webhook_id, _values(body, partial=True))
+        updated = await WEBHOOKS.update(conn, tenant_id, webhook_id, values)
     if updated is None:
         raise NotFound("webhook-not-found", f"no webhook with id {webhook_id}", "id", webhook_id)
     return updated

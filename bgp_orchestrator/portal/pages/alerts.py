@@ -36,11 +36,20 @@ async def save_alerts(request: Request, user: User) -> Response:
             text(form, "min_severity"),
             [t for t in form.getlist("types") if isinstance(t, str)],
         )
+        dispatcher = request.app.state.dispatcher
         async with db_of(request).connection() as conn:
-            await alerting.save(conn, user.tenant_id, prefs, user.name)
+            issued = await alerting.save(
+                conn, user.tenant_id, prefs, user.name, dispatcher.egress, dispatcher.secrets
+            )
     except InvalidInput as exc:
         return back(request, "alerts", "error", exc.message)
-    return back(request, "alerts", "ok", "Alert preferences saved.")
+    message = "Alert preferences saved."
+    for name, secret in issued.items():
+        message += (
+            f" Signing secret of {name} (shown once; verify the webhook-signature header "
+            f"with it): {secret}"
+        )
+    return back(request, "alerts", "ok", message)
 
 
 @router.post("/test", name="test_alert")
@@ -49,11 +58,16 @@ async def test_alert(request: Request, user: User) -> Response:
     need(user, Role.OPERATOR)
     async with db_of(request).connection() as conn:
         prefs = await alerting.load(conn, user.tenant_id)
-    if not (prefs.webhook_url or prefs.slack_url):
-        return back(request, "alerts", "error", "Save a webhook or Slack URL first.")
-    results = await alerting.send_test(
-        request.app.state.dispatcher, request.app.state.http, prefs, user.tenant_slug
-    )
+        if not (prefs.webhook_url or prefs.slack_url):
+            return back(request, "alerts", "error", "Save a webhook or Slack URL first.")
+        results = await alerting.send_test(
+            request.app.state.dispatcher,
+            request.app.state.http,
+            conn,
+            user.tenant_id,
+            prefs,
+            user.tenant_slug,
+        )
     failed = [f"{channel}: {error}" for channel, error in results if error]
     if failed:
         return back(request, "alerts", "error", "Test alert failed - " + "; ".join(failed))
