@@ -31,6 +31,7 @@ ingest_app = typer.Typer(
 )
 err = Console(stderr=True)
 
+
 def _settings() -> Settings:
     from bgp_orchestrator.cli.main import _settings as load
 

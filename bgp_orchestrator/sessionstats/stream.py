@@ -45,15 +45,23 @@ class ClosedWindow:
 
 
 class WindowStream:
-    def __init__(self, window_s: int, grace_s: float, *, skip_until: int | None = None) -> None:
+    def __init__(
+        self,
+        window_s: int,
+        grace_s: float,
+        *,
+        skip_until: int | None = None,
+        origin_sets: bool = False,
+    ) -> None:
         """``skip_until``: start of the newest window already handed over (a restart):
-        updates of that window and earlier ones are skipped."""
+        updates of that window and earlier ones are skipped. ``origin_sets``: rows carry
+        their origins (partial windows, :mod:`.partials`)."""
         if grace_s < 0:
             raise ValueError(f"grace_s must not be negative, got {grace_s}")
         self.window_s = window_s
         self.grace_s = grace_s
         self.skip_until = skip_until
-        self.aggregator = WindowAggregator(window_s)
+        self.aggregator = WindowAggregator(window_s, origin_sets=origin_sets)
         self.open: int | None = None  # start of the window being counted
         self.latest: dict[int, float] = {}  # partition -> newest event time seen
         self.duplicates = 0  # session events seen on a second partition
