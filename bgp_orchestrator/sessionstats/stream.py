@@ -144,9 +144,16 @@ class WindowStream:
         latest = self.latest.get(partition)
         return latest is not None and latest >= self.open + self.window_s + self.grace_s
 
-    def advance(self, lagging: Iterable[int], now: float) -> list[ClosedWindow]:
-        """Close every window the watermark has passed (by its end plus grace)."""
-        mark = self.watermark(lagging, now)
+    def advance(
+        self, lagging: Iterable[int], now: float, *, at_least: float | None = None
+    ) -> list[ClosedWindow]:
+        """Close every window the watermark has passed (by its end plus grace).
+        ``at_least``: event time other partitions reached, taken when none of this
+        stream's partitions lags (a caught-up partition follows the others)."""
+        behind = list(lagging)
+        mark = self.watermark(behind, now)
+        if at_least is not None and not behind and (mark is None or at_least > mark):
+            mark = at_least
         if mark is None:
             return []
         if self.open is None:

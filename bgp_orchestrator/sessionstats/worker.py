@@ -349,8 +349,12 @@ class PartialStage(_Checkpointing):
         await self.worker.dead.flush()
         now = self.worker.clock()
         lagging = _lagging(self.loop)
+        # A caught-up partition's event time follows the newest of this replica's (the
+        # others' updates tell how far the stream is: its own may simply be quiet).
+        marks = [m for s in self.streams.values() if (m := s.watermark([], now)) is not None]
+        mark = max(marks, default=None)
         for p, stream in self.streams.items():
-            for window in stream.advance([p] if p in lagging else [], now):
+            for window in stream.advance([p] if p in lagging else [], now, at_least=mark):
                 self._closing.append((p, window))
         while self._closing:
             p, window = self._closing[0]
@@ -358,7 +362,7 @@ class PartialStage(_Checkpointing):
             self._closing.popleft()
             self.counters.partial_windows += 1
             self.worker.heap.settled()  # the route tables live on
-        await self._heartbeats(lagging, now)
+        await self._heartbeats(lagging, mark, now)
         if commit_due:
             await self._save_due()
         self.worker.heap.maybe_collect()
@@ -401,16 +405,13 @@ class PartialStage(_Checkpointing):
                 f"cannot send the partials of {what} to {topic} ({type(exc).__name__}: {exc})",
             ) from exc
 
-    async def _heartbeats(self, lagging: set[int], now: float) -> None:
+    async def _heartbeats(self, lagging: set[int], mark: float | None, now: float) -> None:
         """Partitions that have never carried an update (caught up, no window open) tell
         the merge stage they have nothing before the event time the others reached, so
         they hold no window back."""
-        if now - self._heartbeat_at < 1.0:
+        if mark is None or now - self._heartbeat_at < 1.0:
             return
-        marks = [m for s in self.streams.values() if (m := s.watermark([], now)) is not None]
-        if not marks:
-            return
-        until = int((max(marks) - self.worker.grace_s) // self.window_s) * self.window_s
+        until = int((mark - self.worker.grace_s) // self.window_s) * self.window_s
         self._heartbeat_at = now
         for p, stream in self.streams.items():
             if p in lagging or stream.open is not None or stream.pending:
@@ -703,6 +704,14 @@ class SessionStatsWorker:
 
     def health(self) -> list[str]:
         return self.partials.loop.health() + self.merge.loop.health()
+
+    def merged_until(self) -> int | None:
+        """Start of the newest window every session-windows partition this worker owns
+        has handed over (None: some has none yet, or it owns none)."""
+        done = [m.merged_until for m in self.merge.mergers.values()]
+        if not done or any(d is None for d in done):
+            return None
+        return min(d for d in done if d is not None)
 
     def stats(self) -> dict[str, Any]:
         self._refresh_stats()

@@ -49,9 +49,7 @@ def updates(seed: int, windows: int, sessions: int = 7) -> list[Update]:
     return sorted(out, key=lambda u: u.timestamp)
 
 
-def run_partials(
-    stream: list[Update], *, snapshot_at: int | None = None
-) -> dict[int, list[bytes]]:
+def run_partials(stream: list[Update], *, snapshot_at: int | None = None) -> dict[int, list[bytes]]:
     """Each partition's windows (closed on its own event time, then a long quiet), as
     records per target partition. ``snapshot_at``: dump and load every partition's
     stream after that many records."""
