@@ -16,9 +16,6 @@ import pandas as pd
 import pytest
 
 from bgp_orchestrator.anomaly.points import (
-    ORIGIN_COUNT,
-    UPDATE_RATE,
-    WITHDRAWAL_RATE,
     window_points,
 )
 from bgp_orchestrator.anomaly.series import MetricPoint

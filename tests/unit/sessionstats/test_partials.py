@@ -76,7 +76,7 @@ def send(out: dict[int, list[bytes]], source: int, closed: list[Any]) -> None:
 def merge(records: dict[int, list[bytes]], *, snapshot_at: int | None = None) -> pd.DataFrame:
     rows: list[dict[str, Any]] = []
     features = []
-    for t, values in records.items():
+    for values in records.values():
         merger, live = SessionMerger(W), LiveFeatures(W)
         for offset, value in enumerate(values):
             if snapshot_at is not None and offset == snapshot_at:
