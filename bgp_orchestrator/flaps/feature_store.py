@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -161,7 +162,8 @@ def read_offline(settings: Settings, columns: list[str], start: datetime, end: d
     import pyarrow.dataset as pads
 
     folder = offline_dir(settings)
-    for attempt in range(5):
+    deadline = time.monotonic() + 30.0
+    while True:
         if not any(folder.glob("*.parquet")):
             return None
         try:
@@ -171,9 +173,9 @@ def read_offline(settings: Settings, columns: list[str], start: datetime, end: d
                 filter=(pads.field(TIMESTAMP) >= start) & (pads.field(TIMESTAMP) <= end),
             )
         except FileNotFoundError:
-            if attempt == 4:
+            if time.monotonic() > deadline:  # files vanishing for that long: not compaction
                 raise
-    return None
+            time.sleep(0.05)
 
 
 def newest_rows(settings: Settings, end: datetime) -> pd.DataFrame:
