@@ -159,7 +159,7 @@ async def test_a_killed_worker_s_partitions_resume_their_hour_of_features(
     )
     survivor: SessionStatsWorker | None = None
     stop = asyncio.Event()
-    task = None
+    task: asyncio.Task[None] | None = None
     try:
         # The child alone first: it owns every partition and checkpoints them.
         async def child_checkpointed() -> bool:
