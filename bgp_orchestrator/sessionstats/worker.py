@@ -79,6 +79,8 @@ from bgp_orchestrator.stream.progress import ProgressStore
 log = logging.getLogger(__name__)
 
 _KINDS = frozenset(int(k) for k in Kind)
+#: Updates windowed between two turns of the event loop.
+SLICE_UPDATES = 5_000
 
 
 class PointSink(Protocol):
@@ -323,6 +325,7 @@ class PartialStage(_Checkpointing):
         now = self.worker.clock()
         topic = self.settings.kafka_topic
         dead = self.worker.dead
+        since_yield = 0
         for partition, records in batch.items():
             stream = self.streams[partition]
             for record in records:
@@ -343,6 +346,12 @@ class PartialStage(_Checkpointing):
                         )
                 self.counters.records += 1
                 self.counters.updates += stream.offer(partition, record.offset, valid, now)
+                since_yield += len(decoded)
+                if since_yield >= SLICE_UPDATES:
+                    # Let the consumers' heartbeats and health checks run: a fetch of
+                    # 1,000 records can hold a few hundred thousand updates.
+                    since_yield = 0
+                    await asyncio.sleep(0)
             self.positions[partition] = records[-1].offset + 1
 
     async def store(self, commit_due: bool) -> None:
