@@ -31,7 +31,6 @@ ingest_app = typer.Typer(
 )
 err = Console(stderr=True)
 
-
 def _settings() -> Settings:
     from bgp_orchestrator.cli.main import _settings as load
 

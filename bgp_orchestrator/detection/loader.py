@@ -90,7 +90,9 @@ class ReferenceLoader:
         """Reload what changed; True if the snapshot was replaced."""
         version = int(await conn.fetchval("SELECT version FROM reference_version WHERE id = 1"))
         # Files of hundreds of thousands of lines: parsed in a thread, not on the loop.
-        vrp_index = await asyncio.to_thread(self._vrps.load, lambda p: vrps.VrpIndex(vrps.load(p)))
+        vrp_index = await asyncio.to_thread(
+            self._vrps.load, lambda p: vrps.VrpIndex(vrps.load(p))
+        )
         rels = await asyncio.to_thread(self._rels.load, self._load_relationships)
         files = (self._vrps.mtime, self._rels.mtime)
         label = f"db{version}-vrp{files[0]}-rel{files[1]}"

@@ -226,7 +226,8 @@ async def test_redis_away_at_assignment_keeps_the_partition_paused_not_empty(
                 async with db.connection() as conn:
                     return bool(
                         await conn.fetchval(
-                            "SELECT count(*) FROM conflicts WHERE tenant_id = $1 AND type = 'moas'",
+                            "SELECT count(*) FROM conflicts WHERE tenant_id = $1 "
+                            "AND type = 'moas'",
                             tenant,
                         )
                     )
