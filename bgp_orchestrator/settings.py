@@ -255,7 +255,32 @@ class Settings(BaseSettings):
         "the detectors and the ingest commands get the CPU first (0 = equal).",
     )
     session_stats_group: str = Field(
-        "bgpo-session-stats", description="Kafka consumer group of the live session stats"
+        "bgpo-session-stats",
+        description="Kafka consumer group of the live session stats' partial stage (reads "
+        "the updates topic).",
+    )
+    session_windows_topic: str = Field(
+        "bgp.session-windows",
+        pattern=r"^[A-Za-z0-9._-]{1,200}$",
+        description="Topic of partial session windows, keyed by session: the session "
+        "stats' partial stage writes it, their merge stage reads it (created on start).",
+    )
+    session_merge_group: str = Field(
+        "bgpo-session-merge",
+        description="Kafka consumer group of the session stats' merge stage; its name also "
+        "tags the live feature files.",
+    )
+    session_stats_checkpoint_s: float = Field(
+        30.0,
+        gt=0,
+        description="Seconds between checkpoints of the session stats' state (route tables, "
+        "open windows, the hour of feature history) in Redis: how much a restart replays.",
+    )
+    feature_compact_after_s: int = Field(
+        3600,
+        ge=0,
+        description="Live feature files of an hour (then a day) are merged into one file "
+        "once the newest window is this many seconds past the range's end.",
     )
     rpki_vrp_file: Path | None = Field(
         None, description="Routinator / rpki-client VRP export (CSV or JSON); reloaded on change."

@@ -57,6 +57,7 @@ def detection_worker(settings: Settings, name: str) -> Any:
 def session_stats_worker(settings: Settings, name: str) -> Any:
     from bgp_orchestrator.anomaly.store import open_metric_store
     from bgp_orchestrator.anomaly.writer import BackgroundMetricWriter
+    from bgp_orchestrator.detection.checkpoint import RedisCheckpoints
     from bgp_orchestrator.sessionstats import SessionStatsWorker
     from bgp_orchestrator.usage.sessions import SessionUsage
 
@@ -78,7 +79,11 @@ def session_stats_worker(settings: Settings, name: str) -> Any:
         writer,
         _bootstrap(settings),
         name=name,
+        checkpoints=lambda group, topic: RedisCheckpoints(redis, group, topic),
         progress=ProgressStore(redis, settings.session_stats_group, settings.kafka_topic),
+        merge_progress=ProgressStore(
+            redis, settings.session_merge_group, settings.session_windows_topic
+        ),
         closers=[close_writer, usage.aclose, redis.aclose],
         describe=lambda: {
             "metric_writer": dataclasses.asdict(writer.stats()),

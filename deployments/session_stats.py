@@ -3,10 +3,12 @@
 The replica hosts :class:`bgp_orchestrator.sessionstats.SessionStatsWorker`
 (``deployments/hosting.py``): every closed window's metric points go to the
 metric store through a background writer, its flap features to the offline
-store (the scheduled materialization moves them to Redis). One replica: a
-session's updates are spread over every partition of ``bgp.updates``, so one
-consumer must read them all. Serve replaces a replica whose worker died or
-stalled; the new one replays from the last commit.
+store (the scheduled materialization moves them to Redis). Any number of
+replicas (``num_replicas`` in the serve config, 2 by default): both stages of the
+worker share their topics' partitions through Kafka's consumer groups, and a
+partition that moves (a rebalance, a replica killed) is resumed from its fenced
+checkpoint in Redis, its route tables and hour of feature history with it.
+Serve replaces a replica whose worker died or stalled.
 """
 
 from __future__ import annotations

@@ -4,7 +4,18 @@ Layout: ``<directory>/bucket=NN/<time>-<random>.parquet`` (a hive partition
 per :func:`~bgp_orchestrator.anomaly.series.bucket_of` the session). Each write
 adds one new file per bucket it touches, written as ``*.parquet.partial`` and
 renamed, so a reader never sees half a file and several processes may write at
-once. Reading some sessions opens only the buckets they map to. Further labels
+once. Reading some sessions opens only the buckets they map to.
+
+Every write adds files (the live session stats write once per window), so
+:meth:`ParquetMetricStore.compact` merges a bucket's files older than
+``min_age_s`` into one, ``<newest input>-m<oldest input's time>.parquet``
+(inputs concatenated in write order): it sorts before any later write, so "a
+later write wins" still holds. The merged file is renamed into place before its
+inputs are removed (a reader may for a moment see a point twice: reads keep
+one; a reader whose listed file was just removed lists again), and a file
+left inside a merged range by a crash is removed by the next compaction.
+:meth:`~ParquetMetricStore.write` compacts the buckets it touched every
+``compact_interval_s``. Further labels
 are kept as a JSON object in the string column ``labels`` (not returned by
 :meth:`ParquetMetricStore.read`). Points are kept forever: the retention of
 VictoriaMetrics does not apply here.
@@ -56,11 +67,29 @@ def _schema() -> pa.Schema:
     )
 
 
+def _range(path: Path) -> tuple[int, int, bool]:
+    """(oldest, newest) write time (ns) a file holds, and whether it is a merged one."""
+    stem = path.name.removesuffix(".parquet")
+    head = int(stem.split("-", 1)[0])
+    if "-m" in stem:  # the random part is hex: never an "m"
+        return int(stem.rsplit("-m", 1)[1]), head, True
+    return head, head, False
+
+
 class ParquetMetricStore:
     """A :class:`~bgp_orchestrator.anomaly.store.MetricStore` on Parquet files in a directory."""
 
-    def __init__(self, directory: Path | str) -> None:
+    def __init__(
+        self,
+        directory: Path | str,
+        *,
+        compact_interval_s: float = 600.0,
+        compact_min_age_s: float = 600.0,
+    ) -> None:
         self.directory = Path(directory)
+        self.compact_interval_s = compact_interval_s
+        self.compact_min_age_s = compact_min_age_s
+        self._compacted_at = time.monotonic()
 
     def describe(self) -> str:
         return f"Parquet files in {self.directory}"
@@ -119,6 +148,56 @@ class ParquetMetricStore:
                 os.replace(partial, final)
             finally:
                 partial.unlink(missing_ok=True)
+        if time.monotonic() - self._compacted_at >= self.compact_interval_s:
+            self._compacted_at = time.monotonic()
+            for bucket in sorted(by_bucket):
+                self._compact_bucket(bucket, self.compact_min_age_s)
+
+    # --- compaction -----------------------------------------------------------
+
+    def compact(self, min_age_s: float = 600.0) -> int:
+        """Merge every bucket's files written ``min_age_s`` ago or earlier; returns how
+        many files were merged. Safe beside readers and other writers."""
+        return sum(self._compact_bucket(b, min_age_s) for b in range(BUCKETS))
+
+    def _compact_bucket(self, bucket: int, min_age_s: float) -> int:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        folder = self.bucket_dir(bucket)
+        if not folder.is_dir():
+            return 0
+        files = sorted(folder.glob("*.parquet"))
+        merged = [(f, *_range(f)) for f in files]
+        # leftovers of a crash: plain files inside a merged range
+        ranges = [(lo, hi) for f, lo, hi, is_merged in merged if is_merged]
+        keep = []
+        for f, lo, hi, is_merged in merged:
+            if not is_merged and any(a <= lo and hi <= b for a, b in ranges):
+                f.unlink(missing_ok=True)
+            else:
+                keep.append((f, lo, hi))
+        cutoff = time.time_ns() - int(min_age_s * 1e9)
+        old = [(f, lo, hi) for f, lo, hi in keep if hi <= cutoff]
+        if len(old) < 2:
+            return 0
+        try:
+            tables = [pq.read_table(f, schema=_schema()) for f, _, _ in old]
+        except FileNotFoundError:  # another process compacts this bucket now
+            return 0
+        table = pa.concat_tables(tables)
+        newest, oldest = old[-1][0], min(lo for _, lo, _ in old)
+        final = folder / f"{newest.name.removesuffix('.parquet')}-m{oldest:020d}.parquet"
+        partial = folder / f".{final.name}.partial"
+        try:
+            pq.write_table(table, partial)
+            os.replace(partial, final)
+        finally:
+            partial.unlink(missing_ok=True)
+        for f, _, _ in old:
+            if f != final:
+                f.unlink(missing_ok=True)
+        return len(old)
 
     async def flush(self) -> None:
         """Nothing to do: a write is readable once it returns."""
@@ -162,6 +241,13 @@ class ParquetMetricStore:
             condition &= ds.field("metric").isin(list(metrics))
         if sessions is not None:
             condition &= ds.field("session").isin(list(sessions))
+        for _ in range(100):
+            try:
+                dataset = ds.dataset(files, schema=_schema(), format="parquet")
+                return dataset.to_table(columns=columns, filter=condition)
+            except FileNotFoundError:  # compacted away since listed: list again
+                files = self._files(sessions, buckets)
+                time.sleep(0.05)
         dataset = ds.dataset(files, schema=_schema(), format="parquet")
         return dataset.to_table(columns=columns, filter=condition)
 

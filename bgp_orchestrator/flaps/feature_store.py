@@ -4,13 +4,16 @@ The definitions (entity ``peer_session``, feature view ``session_flap_features``
 live here so that the API, the jobs and ``feature_repo/`` (for the ``feast``
 CLI) build the same objects from one :class:`~bgp_orchestrator.settings.Settings`.
 The offline store is a directory of Parquet files under the data directory
-(``features/flap/``), one file per writer run; Feast reads it as one dataset.
+(``features/flap/``), one file per writer run or live window (the live ones
+compacted per hour and day, :mod:`~bgp_orchestrator.flaps.compaction`); Feast
+reads it as one dataset.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -151,19 +154,36 @@ def write_offline(settings: Settings, features: pd.DataFrame, name: str) -> Path
     return target
 
 
-def newest_rows(settings: Settings, end: datetime) -> pd.DataFrame:
-    """The newest feature row of every session as materialization leaves the online
-    store at ``end``: per session, the latest row no older than the TTL."""
+def read_offline(settings: Settings, columns: list[str], start: datetime, end: datetime) -> Any:
+    """The offline store's rows with ``start <= event_timestamp <= end`` (a pyarrow
+    table), or None when it holds no file. A file removed between listing and reading
+    (compaction replaced it, :mod:`~bgp_orchestrator.flaps.compaction`) makes it list
+    again; a row may appear twice while a compaction finishes (identical copies)."""
     import pyarrow.dataset as pads
 
     folder = offline_dir(settings)
-    if not any(folder.glob("*.parquet")):
+    deadline = time.monotonic() + 30.0
+    while True:
+        if not any(folder.glob("*.parquet")):
+            return None
+        try:
+            dataset = pads.dataset(str(folder), format="parquet")
+            return dataset.to_table(
+                columns=columns,
+                filter=(pads.field(TIMESTAMP) >= start) & (pads.field(TIMESTAMP) <= end),
+            )
+        except FileNotFoundError:
+            if time.monotonic() > deadline:  # files vanishing for that long: not compaction
+                raise
+            time.sleep(0.05)
+
+
+def newest_rows(settings: Settings, end: datetime) -> pd.DataFrame:
+    """The newest feature row of every session as materialization leaves the online
+    store at ``end``: per session, the latest row no older than the TTL."""
+    table = read_offline(settings, [ENTITY, TIMESTAMP, *FEATURES], end - TTL, end)
+    if table is None:
         return pd.DataFrame(columns=[ENTITY, TIMESTAMP, *FEATURES])
-    dataset = pads.dataset(str(folder), format="parquet")
-    table = dataset.to_table(
-        columns=[ENTITY, TIMESTAMP, *FEATURES],
-        filter=(pads.field(TIMESTAMP) >= end - TTL) & (pads.field(TIMESTAMP) <= end),
-    )
     frame = table.to_pandas()
     return frame.sort_values(TIMESTAMP, kind="stable").drop_duplicates(ENTITY, keep="last")
 

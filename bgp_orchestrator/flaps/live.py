@@ -26,11 +26,11 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from bgp_orchestrator.flaps.compaction import Compacted, compact, covered, writer_files
 from bgp_orchestrator.flaps.feature_store import offline_dir, write_offline
 from bgp_orchestrator.flaps.features import (
     BASE_COLUMNS,
@@ -117,13 +117,15 @@ def _writer_tag(writer: str) -> str:
 
 
 class LiveFeatureWriter:
-    """Live features of each closed window into the offline store (one file per window)."""
+    """Live features of each closed window into the offline store (one file per window,
+    compacted per hour and day by :mod:`~bgp_orchestrator.flaps.compaction`)."""
 
     def __init__(self, settings: Settings, writer: str) -> None:
         self.settings = settings
         self.writer = _writer_tag(writer)
         self.features = LiveFeatures(settings.flap_window_s)
-        self._pattern = re.compile(rf"^live-(\d+)-{re.escape(self.writer)}\.parquet$")
+        self.skipped = 0  # windows already in a compacted file (a replay)
+        self._derived: tuple[int, pd.DataFrame] | None = None
 
     def file_name(self, start: int) -> str:
         return f"live-{start}-{self.writer}"
@@ -131,24 +133,34 @@ class LiveFeatureWriter:
     def write_window(self, start: int, rows: Sequence[Mapping[str, Any]]) -> int:
         """Derive and store the features of window ``start`` (epoch s); the rows written.
 
-        CPU-bound (pandas over the last hour of every session): run it in a thread.
+        Called again for the same window after a failed write, it writes the features
+        derived the first time (the history has moved on already). CPU-bound (pandas
+        over the last hour of every session): run it in a thread.
         """
-        features = self.features.update(rows)
-        if not features.empty:
-            expected = datetime.fromtimestamp(start + self.settings.flap_window_s, UTC)
-            if features[TIMESTAMP].iloc[0] != pd.Timestamp(expected):
-                raise ValueError(f"the rows are not of the window starting at {start}")
-            write_offline(self.settings, features, self.file_name(start))
+        if self._derived is not None and self._derived[0] == start:
+            features = self._derived[1]
+        else:
+            features = self.features.update(rows)
+            self._derived = (start, features)
+        if features.empty:
+            return 0
+        expected = datetime.fromtimestamp(start + self.settings.flap_window_s, UTC)
+        if features[TIMESTAMP].iloc[0] != pd.Timestamp(expected):
+            raise ValueError(f"the rows are not of the window starting at {start}")
+        folder = offline_dir(self.settings)
+        if covered(folder, self.writer, self.settings.flap_window_s, start):
+            self.skipped += 1
+            return 0
+        write_offline(self.settings, features, self.file_name(start))
         return len(features)
 
     def last_written(self) -> int | None:
         """Start (epoch s) of the newest window this writer has stored, if any."""
-        folder: Path = offline_dir(self.settings)
-        if not folder.is_dir():
-            return None
-        starts = [
-            int(match.group(1))
-            for path in folder.iterdir()
-            if (match := self._pattern.match(path.name)) is not None
-        ]
-        return max(starts, default=None)
+        files = writer_files(offline_dir(self.settings), self.writer, self.settings.flap_window_s)
+        return max((f.end - self.settings.flap_window_s for f in files), default=None)
+
+    def compact(self, newest: int, after_s: int) -> Compacted:
+        """Merge this writer's window files of the hours and days ``after_s`` behind."""
+        return compact(
+            offline_dir(self.settings), self.writer, self.settings.flap_window_s, newest, after_s
+        )

@@ -12,8 +12,8 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from bgp_orchestrator.flaps.feature_store import TTL, apply, materialize, offline_dir, open_store
-from bgp_orchestrator.flaps.features import ENTITY, TIMESTAMP
+from bgp_orchestrator.flaps.feature_store import TTL, apply, materialize, open_store, read_offline
+from bgp_orchestrator.flaps.features import ENTITY
 from bgp_orchestrator.flaps.predictor import MATERIALIZED_KEY, SESSIONS_KEY
 from bgp_orchestrator.settings import Settings
 
@@ -28,17 +28,10 @@ class Materialized:
 def recent_sessions(settings: Settings, end: datetime) -> list[str]:
     """Sessions with feature rows younger than the feature view's TTL."""
     import pyarrow.compute as pc
-    import pyarrow.dataset as ds
 
-    folder = offline_dir(settings)
-    if not any(folder.glob("*.parquet")):
+    table = read_offline(settings, [ENTITY], end - TTL, end)
+    if table is None:
         return []
-    dataset = ds.dataset(str(folder), format="parquet")
-    since = end - TTL
-    table = dataset.to_table(
-        columns=[ENTITY],
-        filter=(ds.field(TIMESTAMP) >= since) & (ds.field(TIMESTAMP) <= end),
-    )
     return [str(s) for s in pc.unique(table.column(ENTITY)).to_pylist()]
 
 

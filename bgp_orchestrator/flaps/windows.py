@@ -59,6 +59,8 @@ class _Session:
 
 #: Extra key of every emitted row: distinct origin ASNs announced in the window.
 ORIGINS = "distinct_origins"
+#: Extra key with ``origin_sets``: the origins themselves (ASNs; an AS_SET a tuple).
+ORIGIN_SET = "origin_set"
 
 
 def session_id(update: Update) -> str:
@@ -78,10 +80,14 @@ class WindowAggregator:
     data is not dropped); ``late`` counts them.
     """
 
-    def __init__(self, window_s: int) -> None:
+    def __init__(self, window_s: int, *, origin_sets: bool = False) -> None:
+        """``origin_sets``: rows carry the origins themselves (a list) under
+        :data:`ORIGIN_SET` besides their count, so that partial windows of several
+        partitions can be merged (:mod:`bgp_orchestrator.sessionstats.partials`)."""
         if window_s <= 0:
             raise ValueError(f"window_s must be positive, got {window_s}")
         self.window_s = window_s
+        self.origin_sets = origin_sets
         self._sessions: dict[str, _Session] = {}
         self._open: int | None = None  # start (epoch s) of the open window
         self.late = 0
@@ -154,6 +160,8 @@ class WindowAggregator:
             row["peer_asn"] = session.peer_asn
             row["window_start"] = when
             row[ORIGINS] = len(session.origins)
+            if self.origin_sets:
+                row[ORIGIN_SET] = list(session.origins)
             session.reset()
             yield row
 

@@ -5,7 +5,6 @@ Ray-free; ``deployments/session_stats.py`` runs :class:`SessionStatsWorker` on S
 
 from bgp_orchestrator.sessionstats.stream import ClosedWindow, WindowStream
 from bgp_orchestrator.sessionstats.worker import (
-    FeatureSink,
     PointSink,
     SessionStatsCounters,
     SessionStatsWorker,
@@ -13,7 +12,6 @@ from bgp_orchestrator.sessionstats.worker import (
 
 __all__ = [
     "ClosedWindow",
-    "FeatureSink",
     "PointSink",
     "SessionStatsCounters",
     "SessionStatsWorker",

@@ -45,15 +45,23 @@ class ClosedWindow:
 
 
 class WindowStream:
-    def __init__(self, window_s: int, grace_s: float, *, skip_until: int | None = None) -> None:
+    def __init__(
+        self,
+        window_s: int,
+        grace_s: float,
+        *,
+        skip_until: int | None = None,
+        origin_sets: bool = False,
+    ) -> None:
         """``skip_until``: start of the newest window already handed over (a restart):
-        updates of that window and earlier ones are skipped."""
+        updates of that window and earlier ones are skipped. ``origin_sets``: rows carry
+        their origins (partial windows, :mod:`.partials`)."""
         if grace_s < 0:
             raise ValueError(f"grace_s must not be negative, got {grace_s}")
         self.window_s = window_s
         self.grace_s = grace_s
         self.skip_until = skip_until
-        self.aggregator = WindowAggregator(window_s)
+        self.aggregator = WindowAggregator(window_s, origin_sets=origin_sets)
         self.open: int | None = None  # start of the window being counted
         self.latest: dict[int, float] = {}  # partition -> newest event time seen
         self.duplicates = 0  # session events seen on a second partition
@@ -136,9 +144,16 @@ class WindowStream:
         latest = self.latest.get(partition)
         return latest is not None and latest >= self.open + self.window_s + self.grace_s
 
-    def advance(self, lagging: Iterable[int], now: float) -> list[ClosedWindow]:
-        """Close every window the watermark has passed (by its end plus grace)."""
-        mark = self.watermark(lagging, now)
+    def advance(
+        self, lagging: Iterable[int], now: float, *, at_least: float | None = None
+    ) -> list[ClosedWindow]:
+        """Close every window the watermark has passed (by its end plus grace).
+        ``at_least``: event time other partitions reached, taken when none of this
+        stream's partitions lags (a caught-up partition follows the others)."""
+        behind = list(lagging)
+        mark = self.watermark(behind, now)
+        if at_least is not None and not behind and (mark is None or at_least > mark):
+            mark = at_least
         if mark is None:
             return []
         if self.open is None:

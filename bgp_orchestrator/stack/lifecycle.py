@@ -256,18 +256,19 @@ async def _consumer_groups(settings: Settings, ep: Endpoints) -> list[Component]
     client = aioredis.from_url(ep.redis_url, socket_timeout=3.0, socket_connect_timeout=3.0)
     out = []
     try:
-        for label, group in (
-            ("detectors", settings.detector_group),
-            ("session stats", settings.session_stats_group),
+        for label, group, topic in (
+            ("detectors", settings.detector_group, settings.kafka_topic),
+            ("session stats", settings.session_stats_group, settings.kafka_topic),
+            ("session merge", settings.session_merge_group, settings.session_windows_topic),
         ):
             name = f"{label} ({group})"
             try:
                 lag = await asyncio.wait_for(
                     group_lag(
                         ep.kafka_bootstrap_servers,
-                        settings.kafka_topic,
+                        topic,
                         group,
-                        ProgressStore(client, group, settings.kafka_topic),
+                        ProgressStore(client, group, topic),
                         settings.stall_after_s,
                     ),
                     timeout=10.0,

