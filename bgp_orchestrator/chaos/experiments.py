@@ -53,6 +53,9 @@ class Experiment:
     #: that replica is the only one doing the work
     replaced: tuple[str, str] | None = None
     replacement_is_recovery: bool = False
+    #: whether the detectors catching up with the log counts as the recovery (not for a
+    #: fault of the API, whose recovery is when requests stop failing)
+    stream_recovery: bool = True
     #: stream seconds per second of replay (>1: the replay's timestamps run ahead, so the
     #: session stats close several windows during one experiment), and whether the
     #: stored windows are compared with what was published
@@ -203,6 +206,7 @@ EXPERIMENTS: dict[str, Experiment] = {
             "at most the requests in flight on the dead replica fail.",
             _api_under_load,
             replaced=("peering-api", "PeeringAPI"),
+            stream_recovery=False,
         ),
         Experiment(
             "webhook-hang",

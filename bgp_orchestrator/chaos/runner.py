@@ -33,6 +33,8 @@ from bgp_orchestrator.storage.database import asyncpg_dsn
 log = logging.getLogger(__name__)
 Say = Callable[[str], None]
 
+#: recovery is measured on the records published until this long after the fault
+PROBE_S = 3.0
 #: conflict types whose detection needs routes seen earlier (detector state)
 STATEFUL = ("moas", "visibility-loss")
 
@@ -415,8 +417,10 @@ async def _inject(experiment: Experiment, run_: Run) -> list[float | None]:
     try:
         await experiment.inject(run_)
         assert run_.fault_over is not None
-        # recovered: the detectors committed everything published until the fault was
-        # over (and Serve replaced a killed replica)
+        # Recovered: the detectors committed every record published until PROBE_S after
+        # the fault was over (records that reach every partition with traffic, also
+        # those a killed replica held until the group rebalances).
+        await asyncio.sleep(PROBE_S)
         target = await _ends_when_back(run_.reader)
         over_for = time.monotonic() - run_.fault_over
         watchers: list[Awaitable[float | None]] = [
@@ -428,7 +432,14 @@ async def _inject(experiment: Experiment, run_: Run) -> list[float | None]:
         caught, *replaced = [
             None if r is None else r + over_for for r in await asyncio.gather(*watchers)
         ]
-        parts.append(caught)
+        if experiment.stream_recovery:
+            parts.append(caught)
+        else:
+            run_.notes.append(
+                "the detectors caught up with the log "
+                + ("-" if caught is None else f"{caught:.1f} s")
+                + " after the fault (not this experiment's recovery)"
+            )
         if replaced:
             run_.replaced_s = replaced[0]
             if experiment.replacement_is_recovery:
@@ -443,6 +454,8 @@ async def _inject(experiment: Experiment, run_: Run) -> list[float | None]:
                 await replay_task
     if run_.last_failure is not None and run_.fault_over is not None:
         parts.append(max(0.0, run_.last_failure - run_.fault_over))
+    elif not experiment.stream_recovery:
+        parts.append(0.0)  # no request failed
     return parts
 
 
