@@ -384,7 +384,7 @@ async def _start(experiment: Experiment, settings: Settings, size: Size) -> tupl
             conn,
             env,
             total=size.updates,
-            rate=size.rate / experiment.stream_speed,
+            rate=size.rate / _speed(experiment, settings, size),
             incidents=size.incidents,
             start_time=start_time,
         )
@@ -544,6 +544,15 @@ def _result(
         lost_as_documented=lost_as_documented,
         notes=notes,
     )
+
+
+def _speed(experiment: Experiment, settings: Settings, size: Size) -> float:
+    """Stream seconds per second of replay: for the session-stats experiment at least
+    enough for the replay to span two windows, so the last closes soon after it."""
+    if experiment.stream_speed <= 1.0:
+        return experiment.stream_speed
+    span = 2 * settings.flap_window_s * size.rate / size.updates
+    return max(experiment.stream_speed, span)
 
 
 def _stream_start(settings: Settings, experiment: Experiment) -> tuple[float, float, Path]:
