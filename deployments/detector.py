@@ -33,6 +33,10 @@ class Detector(ServiceHost):
                         "bgpo_detector_conflicts_written",
                         "Conflict rows upserted into PostgreSQL",
                     ),
+                    "log_resets": (
+                        "bgpo_detector_log_resets",
+                        "Partitions found on a new log (the broker lost its old one)",
+                    ),
                 },
                 labelled={
                     **DEAD_LETTERS,

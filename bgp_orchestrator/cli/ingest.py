@@ -509,6 +509,9 @@ def rislive(
 def simulate(
     peers: Annotated[int, typer.Option(help="Simulated BGP peers")] = 80_000,
     prefixes: Annotated[int, typer.Option(help="Prefixes in the simulated table")] = 100_000,
+    tenant_prefixes: Annotated[
+        int, typer.Option(help="Prefixes of each simulated tenant (incidents use fresh ones)")
+    ] = 60,
     rate: Annotated[
         float, typer.Option(help="Updates per second (0: as fast as possible)")
     ] = 1000.0,
@@ -538,7 +541,7 @@ def simulate(
     from bgp_orchestrator.simulation.world import build
 
     settings = _settings()
-    world = build(seed=seed, peers=peers, prefixes=prefixes)
+    world = build(seed=seed, peers=peers, prefixes=prefixes, tenant_prefixes=tenant_prefixes)
     total = max(1, int(rate * duration)) if rate > 0 else max(1, int(duration * 100_000))
 
     def new_round(number: int) -> Simulation:

@@ -216,9 +216,11 @@ def serve_config_cmd(
 
 
 def _register() -> None:
+    from bgp_orchestrator.cli.chaos import chaos_app
     from bgp_orchestrator.cli.ingest import ingest_app, simulate
 
     app.add_typer(ingest_app, name="ingest")
+    app.add_typer(chaos_app, name="chaos")
     app.command()(simulate)
 
 

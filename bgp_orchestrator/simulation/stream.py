@@ -53,12 +53,15 @@ class Simulation:
     start_time: float = 1_700_000_000.0
     flap_every: int = 20_000
     burst: int = 200
+    #: prefixes incidents must not use (e.g. those with conflicts from an earlier run on
+    #: the same stack, whose stored rows would hide a conflict this run failed to raise)
+    avoid: frozenset[str] = frozenset()
     planned: list[Incident] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
         self._tenant_prefixes = [(t, p) for t in self.world.tenants for p in t.prefixes]
-        self._used: set[str] = set()
+        self._used: set[str] = set(self.avoid)
         self._carriers = self.world.peers[:CARRIERS]
         self._roa_prefixes = sorted(self.world.roas)
         self._counter = 0
@@ -396,8 +399,12 @@ class Simulation:
         )
 
     def _bogon_prefix(self, at: int) -> Incident:
-        self._counter += 1
-        prefix = f"10.{self._counter % 256}.{(self._counter // 256) % 256}.0/24"
+        while True:
+            self._counter += 1
+            prefix = f"10.{self._counter % 256}.{(self._counter // 256) % 256}.0/24"
+            if prefix not in self._used:
+                break
+        self._used.add(prefix)
         origin = self.rng.choice(self.world.stubs)
         peer = self._peer()
         update = self._announce(

@@ -143,7 +143,9 @@ def up(settings: Settings, step: Step = _quiet, demo: bool = False) -> StackInfo
 
 DEMO_SEED = 42
 DEMO_RATE = 200.0
-DEMO_WORLD = {"seed": DEMO_SEED, "peers": 2000, "prefixes": 5000}
+# 400 prefixes per tenant: incidents take fresh ones, and `bgpo chaos run` (which
+# replays this world) needs enough for many runs on one stack.
+DEMO_WORLD = {"seed": DEMO_SEED, "peers": 2000, "prefixes": 5000, "tenant_prefixes": 400}
 
 
 def demo_settings(settings: Settings) -> Settings:
@@ -191,6 +193,8 @@ def start_demo(settings: Settings) -> None:
         str(DEMO_WORLD["peers"]),
         "--prefixes",
         str(DEMO_WORLD["prefixes"]),
+        "--tenant-prefixes",
+        str(DEMO_WORLD["tenant_prefixes"]),
         "--rate",
         str(DEMO_RATE),
         "--duration",

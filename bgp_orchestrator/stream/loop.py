@@ -372,7 +372,7 @@ class ConsumeLoop:
         for p, records in mine.items():
             progress = self.partitions[p]
             progress.position = records[-1].offset + 1
-            progress.highwater = self._highwater(p, progress.position)
+            progress.saw_end(self._highwater(p, progress.position))
 
     async def _restart(self, partitions: list[int]) -> None:
         """Partitions whose log was reset: drop their state, restore them again."""

@@ -50,6 +50,15 @@ class PartitionProgress:
     def stalled(self, stall_after_s: float, now: float | None = None) -> bool:
         return self.lag > 0 and self.since_progress(now) > stall_after_s
 
+    def saw_end(self, end: int | None, now: float | None = None) -> None:
+        """The log's end as the consumer now sees it. A partition that was caught up
+        starts its stall clock now: records arriving on a partition idle for longer
+        than the stall time (its last commit long ago) are not a stall the moment
+        they arrive, e.g. while an outage pauses the worker."""
+        if self.lag == 0:
+            self.progress_at = now or time.time()
+        self.highwater = end
+
     def committed_to(self, offset: int, now: float | None = None) -> None:
         if self.committed is None or offset > self.committed:
             self.committed = offset

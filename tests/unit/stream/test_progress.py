@@ -30,6 +30,20 @@ def test_a_caught_up_partition_is_never_stalled() -> None:
     assert not p.stalled(1, now=10_000.0)
 
 
+def test_records_on_a_long_idle_partition_are_not_a_stall_at_once() -> None:
+    """Found by `bgpo chaos run postgres-stop --short`: a partition idle for over the
+    stall time got records while PostgreSQL was away; it counted as stalled at once,
+    failed both detectors' health checks and Serve replaced them (40 s to recover)."""
+    p = PartitionProgress(5, position=10, committed=10, highwater=10, state="running")
+    p.progress_at = 0.0  # the last commit, long ago
+    p.saw_end(12, now=1_000.0)  # two records arrive; the worker is paused by an outage
+    assert p.lag == 2
+    assert not p.stalled(60, now=1_030.0)
+    assert p.stalled(60, now=1_061.0)  # still no progress a stall time later: stalled
+    p.saw_end(14, now=1_070.0)  # more records while it has lag: the clock keeps running
+    assert p.stalled(60, now=1_071.0)
+
+
 class Hash:
     """Redis' HSET/HGETALL over one dict (enough for the store's two calls)."""
 
