@@ -160,19 +160,16 @@ EXPERIMENTS: dict[str, Experiment] = {
         ),
         Experiment(
             "session-stats-kill",
-            "SIGKILL the SessionStats replica mid-replay",
-            "Serve starts a replacement that resumes from the group's committed offsets and "
-            "counts the open window again from its start: every stored window counts each "
-            "announcement and withdrawal of the replay once. Detection is not affected.",
+            "SIGKILL a SessionStats replica mid-replay",
+            "The other replica takes over its partitions from their checkpoints (Serve also "
+            "starts a replacement), and the windows are merged once per session: every "
+            "stored window counts each announcement and withdrawal of the replay once. "
+            "Detection is not affected.",
             _kill("session-stats", "SessionStats"),
             replaced=("session-stats", "SessionStats"),
             replacement_is_recovery=True,
             stream_speed=30.0,
             windows=True,
-            notes=(
-                "its windows and route table live in memory: the replacement starts them "
-                "again (restartable session stats are a separate work item)",
-            ),
         ),
         Experiment(
             "broker-restart",

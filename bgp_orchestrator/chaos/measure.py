@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -234,31 +235,61 @@ class WindowOutcome:
     per_window: dict[int, tuple[int, int | None]] = field(default_factory=dict)
 
 
-def stored_window_counts(folder: Path, starts: Iterable[int], sessions: set[str]) -> dict[int, int]:
-    """Announcements + withdrawals of ``sessions`` in the stored window files."""
+_COMPACTED = re.compile(r"^compact-(\d+)-(\d+)-(.+)\.parquet$")
+
+
+def stored_window_counts(
+    folder: Path, starts: Iterable[int], sessions: set[str], window_s: int = 300
+) -> dict[int, int]:
+    """Announcements + withdrawals of ``sessions`` in the stored windows: the window's
+    own files (one per merge partition), or, once compacted, its rows (those with
+    ``event_timestamp`` at the window's end) of the compacted file covering it; a
+    writer's window is read from one of the two, never both, so a compaction under
+    way does not count it twice."""
     import pandas as pd
 
+    columns = ["session_id", "announcements", "withdrawals"]
+    compacted = [
+        (int(m.group(1)), int(m.group(2)), m.group(3), path)
+        for path in folder.glob("compact-*.parquet")
+        if (m := _COMPACTED.match(path.name))
+    ]
     out: dict[int, int] = {}
     for start in starts:
-        files = sorted(folder.glob(f"live-{start}-*.parquet"))
-        if not files:
-            continue
-        total = 0
-        for path in files:
-            frame = pd.read_parquet(path, columns=["session_id", "announcements", "withdrawals"])
+        end = pd.Timestamp(start + window_s, unit="s", tz="UTC")
+        total, found = 0, False
+        covered: set[str] = set()
+        for first, last, writer, path in compacted:
+            if first <= start < last:
+                frame = pd.read_parquet(path, columns=[*columns, "event_timestamp"])
+                stamps = pd.to_datetime(frame["event_timestamp"], utc=True)
+                frame = frame[(stamps == end) & frame["session_id"].isin(sessions)]
+                total += int(frame["announcements"].sum() + frame["withdrawals"].sum())
+                covered.add(writer)
+                found = True
+        for path in sorted(folder.glob(f"live-{start}-*.parquet")):
+            if path.name[len(f"live-{start}-") : -len(".parquet")] in covered:
+                continue
+            frame = pd.read_parquet(path, columns=columns)
             frame = frame[frame["session_id"].isin(sessions)]
             total += int(frame["announcements"].sum() + frame["withdrawals"].sum())
-        out[start] = total
+            found = True
+        if found:
+            out[start] = total
     return out
 
 
 async def wait_windows(
-    folder: Path, expected: dict[int, int], sessions: set[str], timeout_s: float
+    folder: Path,
+    expected: dict[int, int],
+    sessions: set[str],
+    timeout_s: float,
+    window_s: int = 300,
 ) -> WindowOutcome:
     """Wait for every window of the replay to be stored, then compare its counts."""
     deadline = time.monotonic() + timeout_s
     while True:
-        got = await asyncio.to_thread(stored_window_counts, folder, expected, sessions)
+        got = await asyncio.to_thread(stored_window_counts, folder, expected, sessions, window_s)
         if len(got) == len(expected) or time.monotonic() > deadline:
             break
         await asyncio.sleep(1.0)

@@ -345,7 +345,11 @@ async def run(
         say(f"{experiment.name}: waiting for the session stats to store its windows")
         sessions = run_.compared_sessions
         windows = await measure.wait_windows(
-            offline_dir(settings), run_.window_counts, sessions, size.settle_s
+            offline_dir(settings),
+            run_.window_counts,
+            sessions,
+            size.settle_s,
+            settings.flap_window_s,
         )
     conn = await _connect(run_.ep)
     try:

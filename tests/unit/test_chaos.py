@@ -35,9 +35,7 @@ def test_session_events_count_once_per_partition_in_the_log() -> None:
 def test_incidents_avoid_the_prefixes_of_an_earlier_run() -> None:
     world = build(seed=3, peers=200, prefixes=500)
     first = Simulation(world, total=2000, incidents=20, seed=1)
-    used = frozenset(i.prefix for i in first.plan()) | frozenset(
-        e.prefix for e in first.expected()
-    )
+    used = frozenset(i.prefix for i in first.plan()) | frozenset(e.prefix for e in first.expected())
     second = Simulation(world, total=2000, incidents=20, seed=1, avoid=used)
     again = {i.prefix for i in second.plan()} | {e.prefix for e in second.expected()}
     assert not again & used
@@ -67,10 +65,26 @@ def test_window_counts_read_the_stored_windows(tmp_path: Path) -> None:
         }
     )
     frame.to_parquet(tmp_path / "live-600-bgpo-session-stats.parquet")
-    got = measure.stored_window_counts(
-        tmp_path, [300, 600], {"rrc00|10.0.0.1", "rrc00|10.0.0.2"}
-    )
+    got = measure.stored_window_counts(tmp_path, [300, 600], {"rrc00|10.0.0.1", "rrc00|10.0.0.2"})
     assert got == {600: 8}
+
+
+def test_window_counts_read_compacted_windows_once(tmp_path: Path) -> None:
+    end = pd.Timestamp(900, unit="s", tz="UTC")
+    frame = pd.DataFrame(
+        {
+            "session_id": ["rrc00|10.0.0.1", "rrc00|10.0.0.1"],
+            "event_timestamp": [end, end + pd.Timedelta(seconds=300)],
+            "announcements": [5.0, 50.0],
+            "withdrawals": [1.0, 10.0],
+        }
+    )
+    frame.to_parquet(tmp_path / "compact-0-3600-merge-p0.parquet")
+    # a compaction under way: the window's own file of the same writer still there
+    live = frame.iloc[:1].drop(columns="event_timestamp")
+    live.to_parquet(tmp_path / "live-600-merge-p0.parquet")
+    got = measure.stored_window_counts(tmp_path, [600], {"rrc00|10.0.0.1"}, window_s=300)
+    assert got == {600: 6}
 
 
 def test_a_fast_stream_starts_after_the_session_stats_event_time(tmp_path: Path) -> None:
