@@ -21,7 +21,8 @@ history the detector learns from (its own stream: the leak baseline); alarms are
 counted on the rest, the *measured span*. Rates are scaled from the measured span:
 alarms / (monitored / 1,000) / (span in hours), and x 24 per day. With a 5-minute file
 one alarm in the measured span is already ~170 per 1,000 prefixes per day, so the goal
-(at most 1) means none at all. The detector's ``leak_baseline_s`` is set to the learnt
+(at most 1) means none at all, and a run of a few files can only bound the rate (the
+JSON gives what one alert amounts to, and the 95 % upper bound when none was seen). The detector's ``leak_baseline_s`` is set to the learnt
 span (the production default is an hour of stream: a leaker/neighbour pair seen
 leaking an hour ago is long-standing); ``--cold`` also measures a detector that starts
 at the measured span with no history.
@@ -564,6 +565,10 @@ def main(argv: list[str] | None = None) -> int:
                 "learn_share": args.learn_share,
                 "leak_min_confidence": args.min_confidence,
                 "monitored_prefix_hours_k": round(prefix_hours, 4),
+                # what one alert in the measured spans amounts to, and the 95 % upper
+                # bound of the rate when none was seen (Poisson: 3.0 events)
+                "one_alert_is_per_1k_prefixes_per_day": per_day(1),
+                "upper_95_if_none_per_1k_prefixes_per_day": per_day(3.0),
                 "leak_alerts_per_1k_prefixes_per_hour": after["alerts_per_1k_prefixes_per_hour"],
                 "leak_alerts_per_1k_prefixes_per_day": after["alerts_per_1k_prefixes_per_day"],
                 "leak_observations_per_1k_prefixes_per_day": after[

@@ -319,7 +319,9 @@ def _alarms(
         score = base_score
         if ref.aspas is not None and len(ref.aspas):
             score = _weigh_with_aspa(p, ref, tenant_id, score, details, verdicts)
-        if pair.alerted and score > ASPA_VALID_CAP and (pair.alerted_new or not against):
+        aspa = details.get("aspa")
+        disproved = isinstance(aspa, dict) and aspa.get("state") == AspaState.VALID.value
+        if pair.alerted and not disproved and (pair.alerted_new or not against):
             score = max(score, threshold)  # the rest of a leak already alerted
         score = round(min(1.0, max(0.0, score)), 2)
         details["confidence"] = score
@@ -333,7 +335,7 @@ def _alarms(
             details=details,
         )
         out.append(conflict)
-        if not alert and scope_severity is not Severity.INFO and score > ASPA_VALID_CAP:
+        if not alert and scope_severity is not Severity.INFO and not disproved:
             held.append((conflict, scope_severity))
     return out, held
 

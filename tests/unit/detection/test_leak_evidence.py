@@ -176,3 +176,15 @@ def test_the_leak_baseline_survives_a_checkpoint() -> None:
     # a restored detector goes on alerting the leak it had alerted
     restored = Pipeline(pipeline.reference, back, {"route-leak": DETECTORS["route-leak"]})
     assert _leaks(restored, [_leak("45.9.0.0/24", PEERS[2], 2050.0)])[0].severity is Severity.HIGH
+
+
+def test_a_new_leak_lasting_longer_than_the_baseline_stays_alerted() -> None:
+    pipeline = _pipeline(_reference())
+    updates = [_background(1000.0)]
+    updates += [_leak(f"45.{i}.0.0/24", peer, 2000.0 + i) for i in range(5) for peer in PEERS]
+    _leaks(pipeline, updates)
+    # it goes on, a route every 100 s, until 800 s after it began (leak_baseline_s 600)
+    later = [_leak(f"45.{i}.0.0/24", PEERS[0], 2000.0 + 100 * (i - 5)) for i in range(6, 14)]
+    got = _leaks(pipeline, later)
+    assert all(c.severity is Severity.HIGH for c in got), [c.details for c in got]
+    assert got[-1].details["evidence"]["novelty"] == "long-standing"
