@@ -20,7 +20,8 @@ The time split: the first ``--learn-share`` (default 0.4) of the file's time spa
 history the detector learns from (its own stream: the leak baseline); alarms are
 counted on the rest, the *measured span*. Rates are scaled from the measured span:
 alarms / (monitored / 1,000) / (span in hours), and x 24 per day. With a 5-minute file
-one alarm in the measured span of the 2016 file is already ~280 per 1,000 prefixes a day, so the goal
+one alarm in the measured span of the 2016 file is already ~280 per 1,000 prefixes a
+day, so the goal
 (at most 1) means none at all, and a run of a few files can only bound the rate (the
 JSON gives what one alert amounts to, and the 95 % upper bound when none was seen).
 The detector's ``leak_baseline_s`` is set to the learnt span (the production default is
