@@ -11,7 +11,16 @@ few and explainable this detector
 * treats siblings as one network and the peer links of open-peering networks
   (more than ``open_peering_degree`` peers, e.g. AS6939) as possible partial
   transit, so they never make a leak on their own;
-* says in every alert which AS leaked, from whom and to whom, and how.
+* says in every alert which AS leaked, from whom and to whom, and how;
+* weighs the evidence a leak has and a long-standing path has not into a
+  confidence (``details.confidence``, ``details.evidence``): whether the
+  (leaker, receiver) pair is new against the baseline the detector learnt from
+  its own stream (or :func:`seed_baseline` from earlier paths), how many
+  prefixes it leaks and how many vantage ASes see it within a window, whether
+  the leaker acts as the receiver's provider or sibling, and ASPA. Below
+  ``leak_min_confidence`` an alarm is an observation (severity INFO, its own
+  ``detail_key`` ending in ``|observation``); when a leak crosses the threshold
+  the observations it held in the window are alerted too.
 """
 
 from __future__ import annotations
