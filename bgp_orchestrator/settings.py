@@ -298,6 +298,22 @@ class Settings(BaseSettings):
     global_observations: bool = Field(
         True, description="Store RPKI-invalid/bogon/MOAS observations of prefixes no tenant owns."
     )
+    leak_min_confidence: float = Field(
+        0.6,
+        ge=0,
+        le=1,
+        description="Route leaks of lower confidence are stored as observations (severity info), "
+        "not alerts; 0 alerts on every valley-free violation.",
+    )
+    leak_window_s: float = Field(
+        300.0, gt=0, description="Route leaks: window over which prefixes and peers are counted."
+    )
+    leak_baseline_s: float = Field(
+        3600.0,
+        gt=0,
+        description="Route leaks: a leaker/neighbour pair seen leaking this long ago is "
+        "long-standing, not new.",
+    )
     rislive_url: str = "wss://ris-live.ripe.net/v1/ws/"
     kafka_publish_timeout_s: float = Field(
         15.0,

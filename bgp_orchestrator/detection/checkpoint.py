@@ -1,6 +1,7 @@
 """Detector state checkpoints, so a restarted detector loses no stateful alert.
 
-Per partition, the state (MOAS origins, visibility, per-upstream visibility) is
+Per partition, the state (MOAS origins, visibility, per-upstream visibility, the
+route-leak pairs that are the leak baseline) is
 saved together with the offset it reflects, and only once every conflict of the records before that
 offset is stored: a checkpoint is never ahead of stored work. A detector that
 takes over a partition loads the snapshot and seeks back to that offset: the
@@ -26,7 +27,12 @@ from typing import Any, Protocol
 
 import msgpack  # type: ignore[import-untyped]
 
-from bgp_orchestrator.detection.state import DetectorState, UpstreamVisibility, Visibility
+from bgp_orchestrator.detection.state import (
+    DetectorState,
+    LeakPair,
+    UpstreamVisibility,
+    Visibility,
+)
 from bgp_orchestrator.errors import BgpoError, ServiceUnavailable
 from bgp_orchestrator.stream.probe import Fingerprint
 
@@ -56,7 +62,25 @@ def dump_state(state: DetectorState, last: Fingerprint | None = None) -> bytes:
         p: [v.peers, sorted(v.seen), sorted(v.alerted)]
         for p, v in state.upstream_visibility.items()
     }
-    data: bytes = msgpack.packb([FORMAT, slices, visibility, record, upstreams], use_bin_type=True)
+    leaks = [
+        [
+            leaker,
+            target,
+            pair.first_seen,
+            pair.last_seen,
+            pair.window_start,
+            sorted(pair.prefixes),
+            sorted(pair.peers, key=str),
+            sorted(pair.sources),
+            pair.alerted,
+            pair.alerted_new,
+        ]
+        for (leaker, target), pair in state.leak_pairs.items()
+    ]
+    leak_meta = [state.leak_watch_start, state.leak_vantage, state.leak_multi_vantage]
+    data: bytes = msgpack.packb(
+        [FORMAT, slices, visibility, record, upstreams, leaks, leak_meta], use_bin_type=True
+    )
     return data
 
 
@@ -82,6 +106,23 @@ def load_state(data: bytes) -> tuple[DetectorState, Fingerprint | None]:
         )
         for upstream in vis.peers.values():
             vis.counts[upstream] = vis.counts.get(upstream, 0) + 1
+    # ... and those written before route-leak evidence existed lack the leak pairs.
+    if len(rest) > 5:
+        leaks, (watch_start, vantage, multi) = rest[4], rest[5]
+        for leaker, target, first, last, start, prefixes, peers, sources, alerted, new in leaks:
+            state.leak_pairs[(int(leaker), int(target))] = LeakPair(
+                float(first),
+                float(last),
+                float(start),
+                set(prefixes),
+                set(peers),
+                {int(a) for a in sources},
+                bool(alerted),
+                bool(new),
+            )
+            state.leak_targets.setdefault(int(leaker), set()).add(int(target))
+        state.leak_watch_start = None if watch_start is None else float(watch_start)
+        state.leak_vantage, state.leak_multi_vantage = vantage, bool(multi)
     return state, Fingerprint(*record) if record is not None else None
 
 

@@ -34,6 +34,9 @@ def detection_settings(settings: Settings) -> DetectionSettings:
         visibility_share=settings.visibility_share,
         visibility_min_peers=settings.visibility_min_peers,
         global_observations=settings.global_observations,
+        leak_min_confidence=settings.leak_min_confidence,
+        leak_window_s=settings.leak_window_s,
+        leak_baseline_s=settings.leak_baseline_s,
     )
 
 

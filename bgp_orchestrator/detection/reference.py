@@ -108,6 +108,12 @@ class DetectionSettings:
     open_peering_degree: int = 1000
     #: a MOAS needs the other origin to have been seen within this window
     moas_window_s: float = 3600.0
+    #: route leaks below this confidence are observations (severity info), not alerts
+    leak_min_confidence: float = 0.6
+    #: route leaks: prefixes and peers of one leak are counted over this window
+    leak_window_s: float = 300.0
+    #: route leaks: a (leaker, receiver) pair first seen this long ago is long-standing
+    leak_baseline_s: float = 3600.0
 
 
 @dataclass

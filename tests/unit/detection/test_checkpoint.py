@@ -39,7 +39,7 @@ def test_per_upstream_visibility_round_trips_and_old_checkpoints_still_load() ->
     back, _ = load_state(dump_state(state))
     assert back.upstream_visibility == state.upstream_visibility
     # a checkpoint of the same format written before the per-upstream part existed
-    version, slices, visibility, record, _ = msgpack.unpackb(dump_state(state))
+    version, slices, visibility, record, *_ = msgpack.unpackb(dump_state(state))
     older, _ = load_state(msgpack.packb([version, slices, visibility, record]))
     assert older.upstream_visibility == {}
 
