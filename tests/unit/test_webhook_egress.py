@@ -136,6 +136,8 @@ def test_production_refuses_loopback_and_link_local_lab_networks() -> None:
         "redis_url": "redis://:Xk3-long-secret@redis:6379/0",
         "kafka_bootstrap_servers": "kafka:9092",
         "victoria_metrics_url": "http://vm:8428",
+        "oidc_issuer": "https://sso.example.net/realms/bgpo",
+        "api_key_secret": "k" * 8 + "Xk3-long-secret-for-api-keys-0123",
     }
     for network in ("127.0.0.0/8", "127.0.0.1/32", "169.254.0.0/16", "::1/128", "0.0.0.0/0"):
         with pytest.raises(ValidationError, match="WEBHOOK_ALLOWED_NETWORKS"):
