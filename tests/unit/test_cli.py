@@ -270,7 +270,7 @@ def test_up_refuses_a_non_loopback_api_host_in_development(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv("BGPO_DATA_DIR", str(tmp_path))
-    monkeypatch.setenv("BGPO_API_HOST", "0.0.0.0")  # noqa: S104 (the case under test)
+    monkeypatch.setenv("BGPO_API_HOST", "0.0.0.0")
     result = runner.invoke(app, ["up"])
     assert result.exit_code != 0
     out = " ".join(result.output.split())

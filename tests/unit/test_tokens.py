@@ -62,7 +62,7 @@ async def test_bad_claims_are_refused(
 
 
 async def test_forged_signature_is_refused(issuer: LocalIssuer) -> None:
-    header, payload, signature = issuer.token().split(".")
+    header, _payload, signature = issuer.token().split(".")
     other = LocalIssuer().token(realm_access={"roles": ["platform-admin"]})
     forged = f"{header}.{other.split('.')[1]}.{signature}"
     with pytest.raises(Unauthorized) as err:
