@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from joserfc import jws, jwt
-from joserfc.jwk import KeySet
 from joserfc.errors import (
     BadSignatureError,
     ClaimError,
@@ -20,6 +19,7 @@ from joserfc.errors import (
     InvalidKeyIdError,
     JoseError,
 )
+from joserfc.jwk import KeySet
 
 from bgp_orchestrator.auth.jwks import JwksCache
 from bgp_orchestrator.auth.principal import Role

@@ -1,4 +1,4 @@
-"""The isolation matrix: every route × every kind of caller × own / other tenant's object.
+"""The isolation matrix: every route x every kind of caller x own / other tenant's object.
 
 Generated from ``app.routes``: a new route is exercised here, and fails the test until
 it has a request in ``BODIES`` (when it takes a body) and its path parameters are
@@ -278,7 +278,7 @@ def test_every_route_with_a_body_has_an_example() -> None:
     assert not missing, f"add a request body to BODIES for: {missing}"
 
 
-@pytest.mark.parametrize(("method", "path", "rule"), _routes(), ids=lambda v: str(v))
+@pytest.mark.parametrize(("method", "path", "rule"), _routes(), ids=str)
 async def test_isolation_matrix(
     api: httpx.AsyncClient,
     db: Database,

@@ -91,7 +91,7 @@ async def test_the_providers_tokens_carry_tenant_and_roles(
 
 async def test_bad_tokens_are_refused(api: httpx.AsyncClient, provider: EmbeddedOIDC) -> None:
     good = token(provider, VIEWER)
-    header, payload, signature = good.split(".")
+    header, _payload, signature = good.split(".")
     claims = _claims(good)
     promoted = {**claims, "realm_access": {"roles": ["platform-admin"]}}
     forged_payload = base64.urlsafe_b64encode(json.dumps(promoted).encode()).rstrip(b"=")
