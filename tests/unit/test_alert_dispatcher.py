@@ -58,7 +58,13 @@ class RecordingConnection:
         if "FROM conflicts" in sql:
             return CONFLICT
         # The webhook and the event (one query or two)
-        return {"url": "http://hook/", "format": "json", "event": "opened", "conflict_id": 5}
+        return {
+            "tenant_id": 1,
+            "url": "http://hook/",
+            "format": "json",
+            "event": "opened",
+            "conflict_id": 5,
+        }
 
     async def fetchval(self, sql: str, *args: Any) -> Any:
         self.log.append((sql, args))
