@@ -69,7 +69,7 @@ RETURNING status
 """
 
 TARGET = """
-SELECT w.url, w.format, w.secret_ciphertext, e.event, e.conflict_id
+SELECT w.tenant_id, w.url, w.format, w.secret_ciphertext, e.event, e.conflict_id
 FROM webhooks w JOIN conflict_events e ON e.id = $2
 WHERE w.id = $1
 """

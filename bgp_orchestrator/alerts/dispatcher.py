@@ -227,7 +227,11 @@ class AlertDispatcher:
     async def _deliver(self, client: httpx.AsyncClient, lease: dict[str, Any]) -> None:
         async with self.db.connection() as conn:
             target = await conn.fetchrow(deliveries.TARGET, lease["webhook_id"], lease["event_id"])
-            conflict = await conflict_store.get(conn, target["conflict_id"]) if target else None
+            conflict = (
+                await conflict_store.get(conn, target["tenant_id"], target["conflict_id"])
+                if target
+                else None
+            )
         if target is None or conflict is None:
             return  # deleted meanwhile: the cascade removes the delivery
         for key in ("first_seen", "last_seen", "resolved_at", "state_changed_at", "created_at"):

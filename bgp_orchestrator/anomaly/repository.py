@@ -27,6 +27,15 @@ def _json(value: Any) -> Any:
     return json.loads(value) if isinstance(value, str) else value
 
 
+#: An anomaly belongs to a tenant when one of its peering sessions has the anomaly's
+#: peer ASN and peer address (its series is named ``collector|peer address``).
+TENANT_SESSIONS = (
+    "EXISTS (SELECT 1 FROM peering_sessions s WHERE s.tenant_id = ${n} "
+    "AND s.peer_asn = anomalies.peer_asn "
+    "AND host(s.peer_address) = split_part(anomalies.session, '|', 2))"
+)
+
+
 @dataclass(frozen=True)
 class AnomalyFilter:
     session: str | None = None
@@ -36,13 +45,18 @@ class AnomalyFilter:
     since: datetime | None = None
     until: datetime | None = None
 
-    def where(self) -> tuple[str, list[Any]]:
+    def where(self, tenant_id: int | None) -> tuple[str, list[Any]]:
+        """The WHERE clause; ``tenant_id`` limits it to anomalies of that tenant's own
+        sessions (same peer ASN and peer address); None = every session (platform)."""
         clauses: list[str] = []
         args: list[Any] = []
 
         def add(sql: str, value: Any) -> None:
             args.append(value)
             clauses.append(sql.format(n=len(args)))
+
+        if tenant_id is not None:
+            add(TENANT_SESSIONS, tenant_id)
 
         if self.session is not None:
             add("session = ${n}", self.session)
@@ -185,9 +199,14 @@ async def store_returning_ids(
 
 
 async def list_anomalies(
-    conn: asyncpg.Connection, where: AnomalyFilter, *, limit: int, offset: int
+    conn: asyncpg.Connection,
+    tenant_id: int | None,
+    where: AnomalyFilter,
+    *,
+    limit: int,
+    offset: int,
 ) -> tuple[list[dict[str, Any]], int]:
-    sql, args = where.where()
+    sql, args = where.where(tenant_id)
     total = int(await conn.fetchval(f"SELECT count(*) FROM anomalies{sql}", *args))
     rows = await conn.fetch(
         f"SELECT {_COLUMNS} FROM anomalies{sql} ORDER BY start_at DESC, id DESC "
@@ -199,17 +218,23 @@ async def list_anomalies(
     return [dict(r) for r in rows], total
 
 
-async def get(conn: asyncpg.Connection, anomaly_id: int) -> dict[str, Any]:
+async def get(conn: asyncpg.Connection, tenant_id: int | None, anomaly_id: int) -> dict[str, Any]:
+    """One anomaly, if it is of ``tenant_id``'s sessions (None: any)."""
+    scope = "" if tenant_id is None else " AND " + TENANT_SESSIONS.format(n=2)
     row = await conn.fetchrow(
-        f"SELECT {_COLUMNS}, series_window FROM anomalies WHERE id = $1", anomaly_id
+        f"SELECT {_COLUMNS}, series_window FROM anomalies WHERE id = $1{scope}",
+        anomaly_id,
+        *([] if tenant_id is None else [tenant_id]),
     )
     if row is None:
         raise NotFound("anomaly-not-found", f"no anomaly {anomaly_id}", "id", anomaly_id)
     return {**dict(row), "series_window": _json(row["series_window"])}
 
 
-async def summary(conn: asyncpg.Connection, where: AnomalyFilter, top: int = 10) -> dict[str, Any]:
-    sql, args = where.where()
+async def summary(
+    conn: asyncpg.Connection, tenant_id: int | None, where: AnomalyFilter, top: int = 10
+) -> dict[str, Any]:
+    sql, args = where.where(tenant_id)
     by_severity = await conn.fetch(
         f"SELECT severity, count(*) AS n FROM anomalies{sql} GROUP BY severity", *args
     )

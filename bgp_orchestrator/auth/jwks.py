@@ -58,6 +58,16 @@ class JwksCache:
             self._fetched_at = time.monotonic()
             return self._keys
 
+    async def refresh(self) -> KeySet | None:
+        """Fetch the keys again now (a kid-less token did not verify: the issuer may have
+        rotated); None when they were fetched less than ``min_refetch_s`` ago."""
+        async with self._lock:
+            if time.monotonic() - self._fetched_at < self.min_refetch_s:
+                return None
+            self._keys = await self._fetch()
+            self._fetched_at = time.monotonic()
+            return self._keys
+
     @staticmethod
     def _has(keys: KeySet, kid: str | None) -> bool:
         if kid is None:

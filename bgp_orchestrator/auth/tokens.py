@@ -19,6 +19,7 @@ from joserfc.errors import (
     InvalidKeyIdError,
     JoseError,
 )
+from joserfc.jwk import KeySet
 
 from bgp_orchestrator.auth.jwks import JwksCache
 from bgp_orchestrator.auth.principal import Role
@@ -97,6 +98,17 @@ class TokenValidator:
             sub={"essential": True},
         )
 
+    def _verify(self, token: str, keys: KeySet, kid: str | None) -> jwt.Token:
+        """Verify with the key the kid names, or (no kid) with any key of the set."""
+        if kid is not None or len(keys.keys) <= 1:
+            return jwt.decode(token, keys, algorithms=self.algorithms)
+        for key in keys.keys:
+            try:
+                return jwt.decode(token, key, algorithms=self.algorithms)
+            except BadSignatureError:
+                continue
+        raise BadSignatureError()
+
     async def validate(self, token: str) -> TokenIdentity:
         try:
             header = jws.extract_compact(token.encode()).headers()
@@ -110,9 +122,19 @@ class TokenValidator:
                 f"(allowed: {', '.join(self.algorithms)})",
             )
         kid = header.get("kid")
-        keys = await self.jwks.keys(kid if isinstance(kid, str) else None)
+        kid = kid if isinstance(kid, str) else None
+        keys = await self.jwks.keys(kid)
         try:
-            decoded = jwt.decode(token, keys, algorithms=self.algorithms)
+            try:
+                decoded = self._verify(token, keys, kid)
+            except BadSignatureError:
+                if kid is not None:
+                    raise
+                # No kid names the key: after a rotation only a fresh JWKS can tell.
+                fresh = await self.jwks.refresh()
+                if fresh is None:
+                    raise
+                decoded = self._verify(token, fresh, kid)
         except InvalidKeyIdError as exc:
             raise _refused(
                 "unknown-signing-key", "the token was signed with a key the issuer does not have"

@@ -76,6 +76,7 @@ def up(
     ] = False,
 ) -> None:
     """Start the stack: services (embedded unless configured), migrations, Ray head, Serve apps."""
+    from bgp_orchestrator.local.oidc import DEMO_USERS
     from bgp_orchestrator.stack import lifecycle
 
     settings = _settings()
@@ -99,7 +100,13 @@ def up(
         from bgp_orchestrator.local.services import redact
 
         table.add_row(f"{name} (embedded)", redact(url))
+    table.add_row("Portal", info.portal_url)
     console.print(table)
+    if info.demo_login:
+        console.print(
+            f"\nPortal: [bold]{info.portal_url}[/]  (demo login: {info.demo_login}; "
+            f"other demo users: {', '.join(u.sub for u in DEMO_USERS[1:])})"
+        )
     if demo:
         console.print(
             "\nThe demo simulator injects an incident every few seconds; watch them arrive:\n"

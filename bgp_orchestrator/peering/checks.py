@@ -235,15 +235,15 @@ async def check_prefix_claims(
         theirs = sorted(row["origin_asns"])
         ours = sorted(prefix["origin_asns"])
         if theirs != ours:
+            # Nothing of the other tenant is named: not who it is, nor its origins.
             raise ConfigConflict(
                 "prefix-claimed-with-other-origins",
-                f"{prefix['prefix']} is already claimed by another tenant with origin(s) "
-                f"{', '.join(f'AS{a}' for a in theirs) or 'none'}, which differ from "
-                f"{', '.join(f'AS{a}' for a in ours) or 'none'}; "
-                "one prefix cannot have two sets of authorised origins",
+                f"{prefix['prefix']} is already claimed by another tenant with different "
+                f"authorised origins than {', '.join(f'AS{a}' for a in ours) or 'none'}; one "
+                "prefix cannot have two sets of authorised origins (if the prefix is yours, "
+                "ask the platform operator to resolve the claim)",
                 "origin_asns",
                 ours,
-                {"other_origins": theirs},
             )
 
 

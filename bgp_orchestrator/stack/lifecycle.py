@@ -9,8 +9,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from bgp_orchestrator import probes
-from bgp_orchestrator.errors import ServiceUnavailable
+from bgp_orchestrator.errors import ConfigurationError, ServiceUnavailable
 from bgp_orchestrator.ingest.publisher import ensure_topics
+from bgp_orchestrator.local import oidc
 from bgp_orchestrator.local.process import PidFile, spawn_detached, terminate
 from bgp_orchestrator.local.services import Endpoints, embedded_services, endpoints
 from bgp_orchestrator.settings import Settings
@@ -34,6 +35,10 @@ class StackInfo:
     ray_address: str
     services: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
+    #: The customer portal (its own Serve application under /portal).
+    portal_url: str = ""
+    #: How to log in to the embedded OIDC provider (development), or "".
+    demo_login: str = ""
 
 
 def dashboard_url(settings: Settings) -> str:
@@ -77,8 +82,42 @@ def wait_ready(url: str, timeout_s: float = 60.0) -> None:
     raise ServiceUnavailable("api-not-ready", f"the API did not become ready: {last}")
 
 
+def check_api_host(settings: Settings) -> None:
+    """Development mode trusts the X-Tenant header: it must not be reachable from the network."""
+    if settings.development and not settings.api_on_loopback:
+        raise ConfigurationError(
+            "development-api-not-loopback",
+            f"BGPO_API_HOST={settings.api_host} is not a loopback address, and development "
+            "mode accepts the X-Tenant header without any credential: anyone who reaches "
+            "the port could act as any tenant. Keep BGPO_API_HOST=127.0.0.1 in development, "
+            "or run BGPO_ENVIRONMENT=production (with BGPO_OIDC_ISSUER and "
+            "BGPO_API_KEY_SECRET) to serve other machines.",
+            "BGPO_API_HOST",
+            settings.api_host,
+        )
+
+
+async def ensure_demo_tenant(settings: Settings) -> None:
+    """The tenant the embedded provider's demo users belong to (development only)."""
+    from bgp_orchestrator.storage.database import open_database
+
+    async with open_database(settings) as db, db.connection() as conn:
+        await conn.execute(
+            "INSERT INTO tenants (slug, name) VALUES ($1, $2) ON CONFLICT (slug) DO NOTHING",
+            oidc.DEMO_TENANT,
+            "Demo tenant (the embedded OIDC provider's demo users)",
+        )
+
+
+def identity_env(settings: Settings) -> dict[str, str]:
+    """What the Serve replicas need to validate tokens: the effective issuer."""
+    issuer = oidc.issuer(settings)
+    return {"BGPO_OIDC_ISSUER": issuer} if issuer else {}
+
+
 def up(settings: Settings, step: Step = _quiet, demo: bool = False) -> StackInfo:
     started = time.monotonic()
+    check_api_host(settings)
     if demo:
         settings = demo_settings(settings)
     ep = endpoints(settings)
@@ -93,12 +132,20 @@ def up(settings: Settings, step: Step = _quiet, demo: bool = False) -> StackInfo
         docs_url=f"{settings.api_url}/docs",
         dashboard_url=dashboard_url(settings),
         ray_address=settings.ray_address or f"127.0.0.1:{settings.ray_port}",
+        portal_url=f"{settings.api_url}/portal",
     )
     for svc in embedded_services(settings):
         if not svc.running():
             step(f"starting {svc.title}")
             svc.start()
         info.services[svc.name] = svc.url
+    if oidc.embedded_oidc_wanted(settings):
+        provider = oidc.EmbeddedOIDC(settings)
+        if not provider.running():
+            step(f"starting the {provider.title}")
+            provider.start()
+        info.services[provider.name] = provider.url
+        info.demo_login = provider.describe()["demo login"]
 
     step("applying database migrations")
     migrate.upgrade(ep.database_url)
@@ -112,6 +159,9 @@ def up(settings: Settings, step: Step = _quiet, demo: bool = False) -> StackInfo
             settings.kafka_partitions,
         )
     )
+    if oidc.embedded_oidc_wanted(settings):
+        step(f"creating the demo tenant {oidc.DEMO_TENANT!r} of the embedded OIDC users")
+        asyncio.run(ensure_demo_tenant(settings))
     if demo:
         step("loading the demo world (3 tenants, simulated ROAs and AS relationships)")
         asyncio.run(demo_setup(settings))
@@ -126,7 +176,7 @@ def up(settings: Settings, step: Step = _quiet, demo: bool = False) -> StackInfo
 
     step("deploying the Serve applications")
     client = ServeClient(info.dashboard_url)
-    local = serve_config.for_local(config, settings, ep.as_env())
+    local = serve_config.for_local(config, settings, {**ep.as_env(), **identity_env(settings)})
     client.deploy(local)
     client.wait_running(serve_config.app_names(local))
     step("waiting for the API to be ready")
@@ -233,6 +283,11 @@ def down(settings: Settings, step: Step = _quiet) -> list[str]:
         terminate([demo])
         demo_process(settings).remove()
         stopped.append("demo simulator")
+    provider = oidc.EmbeddedOIDC(settings)
+    if provider.pid() is not None:
+        step(f"stopping the {provider.title}")
+        provider.stop()
+        stopped.append(provider.name)
     for svc in reversed(embedded_services(settings)):
         if svc.pid() is not None:
             step(f"stopping {svc.title}")

@@ -16,7 +16,7 @@ events (no tenant subscribes to them).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import asyncpg
 import orjson
@@ -142,10 +142,34 @@ def conflict_dict(row: asyncpg.Record) -> dict[str, Any]:
     return out
 
 
+#: Which conflicts a tenant reads: its own, the global observations, or both.
+Scope = Literal["tenant", "global", "all"]
+
+
+def _scope(tenant_id: int, scope: Scope, args: list[Any]) -> str:
+    """The tenant-scope clause; every read of conflicts goes through one of these."""
+    if scope == "global":
+        return "tenant_id IS NULL"
+    args.append(tenant_id)
+    if scope == "tenant":
+        return f"tenant_id = ${len(args)}"
+    return f"(tenant_id = ${len(args)} OR tenant_id IS NULL)"
+
+
 async def page(
-    conn: asyncpg.Connection, clauses: list[str], args: list[Any], limit: int, offset: int
+    conn: asyncpg.Connection,
+    tenant_id: int,
+    scope: Scope,
+    clauses: list[str],
+    args: list[Any],
+    limit: int,
+    offset: int,
 ) -> tuple[list[dict[str, Any]], int]:
-    where = " AND ".join(clauses) if clauses else "TRUE"
+    """A page of the conflicts ``tenant_id`` may read in ``scope``, filtered by
+    ``clauses`` (their ``$n`` placeholders number ``args``)."""
+    args = list(args)
+    clauses = [_scope(tenant_id, scope, args), *clauses]
+    where = " AND ".join(clauses)
     n = len(args)
     rows = await conn.fetch(
         f"{SELECT.replace('FROM conflicts', ', count(*) OVER () AS total_rows FROM conflicts')}"
@@ -168,22 +192,32 @@ async def page(
     return items, total
 
 
-async def get(conn: asyncpg.Connection, conflict_id: int) -> dict[str, Any] | None:
-    row = await conn.fetchrow(f"{SELECT} WHERE id = $1", conflict_id)
+async def get(
+    conn: asyncpg.Connection, tenant_id: int, conflict_id: int, lock: bool = False
+) -> dict[str, Any] | None:
+    """The conflict if ``tenant_id`` may read it (its own, or a global observation)."""
+    row = await conn.fetchrow(
+        f"{SELECT} WHERE id = $1 AND (tenant_id = $2 OR tenant_id IS NULL)"
+        + (" FOR UPDATE" if lock else ""),
+        conflict_id,
+        tenant_id,
+    )
     return conflict_dict(row) if row is not None else None
 
 
 async def set_state(
-    conn: asyncpg.Connection, conflict_id: int, state: str
+    conn: asyncpg.Connection, tenant_id: int, conflict_id: int, state: str
 ) -> dict[str, Any] | None:
+    """Change the state of one of ``tenant_id``'s own conflicts (never a global one)."""
     row = await conn.fetchrow(
         "UPDATE conflicts SET state = $2, state_changed_at = now(), updated_at = now(), "
         "resolved_at = CASE WHEN $2 = 'resolved' THEN now() ELSE resolved_at END "
-        "WHERE id = $1 RETURNING id",
+        "WHERE id = $1 AND tenant_id = $3 RETURNING id",
         conflict_id,
         state,
+        tenant_id,
     )
-    return await get(conn, conflict_id) if row is not None else None
+    return await get(conn, tenant_id, conflict_id) if row is not None else None
 
 
 async def events_after(

@@ -149,6 +149,29 @@ async def client(settings: Settings, db: Database, clean: None) -> AsyncIterator
         yield c
 
 
+#: Development mode on loopback: act as the platform administrator.
+PLATFORM = {"X-Role": "platform-admin"}
+
+
+async def mint_key(
+    db: Database, settings: Settings, tenant: str | None, role: str, name: str = "test"
+) -> dict[str, str]:
+    """Headers carrying a fresh API key of ``tenant`` (None: a platform key) and ``role``."""
+    from bgp_orchestrator.auth import apikeys
+    from bgp_orchestrator.auth.principal import Role
+
+    async with db.connection() as conn:
+        tenant_id = (
+            None
+            if tenant is None
+            else await conn.fetchval("SELECT id FROM tenants WHERE slug = $1", tenant)
+        )
+        created = await apikeys.create(
+            conn, apikeys.secret_of(settings), tenant_id, name, Role(role), created_by="tests"
+        )
+    return {"Authorization": f"Bearer {created.key}"}
+
+
 class Tenant:
     """A tenant created through the API, with its headers."""
 

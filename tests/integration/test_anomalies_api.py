@@ -77,6 +77,19 @@ async def api(
         )
         assert r.status_code == 201, r.text
         client.headers["X-Tenant"] = "noc"
+        # A tenant reads the anomalies of its own sessions: noc peers with AS64500 there.
+        r = await client.post("/api/v1/asns", json={"asn": 64999})
+        assert r.status_code == 201, r.text
+        r = await client.post(
+            "/api/v1/sessions",
+            json={
+                "local_asn": 64999,
+                "peer_asn": 64500,
+                "peer_address": "192.0.2.1",
+                "interconnect": "pni",
+            },
+        )
+        assert r.status_code == 201, r.text
         yield client, spike_at
 
 

@@ -75,6 +75,7 @@ class RecordingConnection:
             return CONFLICT
         # The webhook and the event (one query or two)
         return {
+            "tenant_id": 1,
             "url": "http://hook/",
             "format": "json",
             "secret_ciphertext": BOX.seal(SECRET),

@@ -264,3 +264,16 @@ def test_every_simulate_loop_round_is_stamped_with_the_current_time(kafka: FakeK
     stamps = [u.timestamp for u in kafka.updates()]  # type: ignore[attr-defined]
     assert len(stamps) > 1000  # more than one round of 500 updates
     assert min(stamps) >= started - 5  # no round went back to the 2023 default clock
+
+
+def test_up_refuses_a_non_loopback_api_host_in_development(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("BGPO_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("BGPO_API_HOST", "0.0.0.0")
+    result = runner.invoke(app, ["up"])
+    assert result.exit_code != 0
+    out = " ".join(result.output.split())
+    assert "development-api-not-loopback" in out
+    assert "X-Tenant" in out and "loopback" in out
+    assert not (tmp_path / "run").exists()  # refused before anything was started

@@ -69,14 +69,14 @@ FilterDep = Annotated[repository.AnomalyFilter, Depends(anomaly_filter)]
 async def list_anomalies(
     db: DatabaseDep,
     page: PagingDep,
-    _: TenantId,
+    tenant_id: TenantId,
     where: FilterDep,
 ) -> dict[str, Any]:
-    """Anomalies, newest first, filtered by session, peer, metric, minimum severity
+    """Anomalies of your sessions, newest first, filtered by session, peer, metric, minimum severity
     and time range."""
     async with db.connection() as conn:
         items, total = await repository.list_anomalies(
-            conn, where, limit=page.limit, offset=page.offset
+            conn, tenant_id, where, limit=page.limit, offset=page.offset
         )
     return {
         "items": items,
@@ -94,13 +94,13 @@ async def list_anomalies(
 )
 async def summary(
     db: DatabaseDep,
-    _: TenantId,
+    tenant_id: TenantId,
     where: FilterDep,
     top: Annotated[int, Query(ge=1, le=100, description="peers in the top list")] = 10,
 ) -> dict[str, Any]:
     """Counts by severity and metric, the peers with most anomalies, the last run."""
     async with db.connection() as conn:
-        return await repository.summary(conn, where, top)
+        return await repository.summary(conn, tenant_id, where, top)
 
 
 @router.get(
@@ -109,10 +109,12 @@ async def summary(
     responses=documented(404),
     dependencies=[allow(Access.VIEWER)],
 )
-async def get_anomaly(anomaly_id: AnomalyId, db: DatabaseDep, _: TenantId) -> dict[str, Any]:
+async def get_anomaly(
+    anomaly_id: AnomalyId, db: DatabaseDep, tenant_id: TenantId
+) -> dict[str, Any]:
     """One anomaly with the series around it and the model's band, for plotting."""
     async with db.connection() as conn:
-        row = await repository.get(conn, anomaly_id)
+        row = await repository.get(conn, tenant_id, anomaly_id)
     window = row.pop("series_window")
     points = [
         {
@@ -170,7 +172,7 @@ async def detect(body: DetectRequest, request: Request, db: DatabaseDep) -> dict
         ids = await repository.store_returning_ids(
             conn, result.anomalies, engine=params.engine, run_id=None
         )
-        rows = [await repository.get(conn, i) for i in ids]
+        rows = [await repository.get(conn, None, i) for i in ids]
     skipped = [
         {"series": s.series_id, "reason": s.reason, "detail": s.detail} for s in result.skipped
     ] + [

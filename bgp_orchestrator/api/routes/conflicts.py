@@ -43,17 +43,6 @@ TRANSITIONS: dict[str, tuple[str, frozenset[str]]] = {
 }
 
 
-def _visible(scope: Scope, tenant_id: int, clauses: list[str], args: list[Any]) -> None:
-    if scope == "tenant":
-        args.append(tenant_id)
-        clauses.append(f"tenant_id = ${len(args)}")
-    elif scope == "global":
-        clauses.append("tenant_id IS NULL")
-    else:
-        args.append(tenant_id)
-        clauses.append(f"(tenant_id = ${len(args)} OR tenant_id IS NULL)")
-
-
 @router.get(
     "",
     response_model=Page[ConflictOut],
@@ -83,7 +72,6 @@ async def list_conflicts(
 ) -> dict[str, Any]:
     clauses: list[str] = []
     args: list[Any] = []
-    _visible(scope, tenant_id, clauses, args)
     if type:
         args.append([t.value for t in type])
         clauses.append(f"type = ANY(${len(args)}::text[])")
@@ -111,14 +99,16 @@ async def list_conflicts(
         args.append(until)
         clauses.append(f"last_seen < ${len(args)}")
     async with db.connection() as conn:
-        items, total = await store.page(conn, clauses, args, page.limit, page.offset)
+        items, total = await store.page(
+            conn, tenant_id, scope, clauses, args, page.limit, page.offset
+        )
     return {"items": items, "total": total, "limit": page.limit, "offset": page.offset}
 
 
 async def _visible_conflict(db: DatabaseDep, tenant_id: int, conflict_id: int) -> dict[str, Any]:
     async with db.connection() as conn:
-        found = await store.get(conn, conflict_id)
-    if found is None or found["tenant_id"] not in (tenant_id, None):
+        found = await store.get(conn, tenant_id, conflict_id)
+    if found is None:
         raise NotFound(
             "conflict-not-found", f"no conflict with id {conflict_id}", "id", conflict_id
         )
@@ -200,8 +190,8 @@ async def _transition(
 ) -> dict[str, Any]:
     target, allowed = TRANSITIONS[action]
     async with db.transaction() as conn:
-        found = await store.get(conn, conflict_id)
-        if found is None or found["tenant_id"] not in (tenant_id, None):
+        found = await store.get(conn, tenant_id, conflict_id, lock=True)
+        if found is None:
             raise NotFound(
                 "conflict-not-found", f"no conflict with id {conflict_id}", "id", conflict_id
             )
@@ -221,7 +211,7 @@ async def _transition(
                 "state",
                 found["state"],
             )
-        updated = await store.set_state(conn, conflict_id, target)
+        updated = await store.set_state(conn, tenant_id, conflict_id, target)
     assert updated is not None
     return updated
 
