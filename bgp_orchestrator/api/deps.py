@@ -13,6 +13,7 @@ from typing import Annotated
 
 from fastapi import Depends, Header, Query, Request
 
+from bgp_orchestrator.api.ratelimit import enforce_rate_limit
 from bgp_orchestrator.auth import apikeys
 from bgp_orchestrator.auth.jwks import JwksCache
 from bgp_orchestrator.auth.principal import Principal, Role
@@ -257,6 +258,8 @@ async def current_principal(
     elif x_tenant is not None or x_role is not None:
         principal = await _development_principal(settings, db, cache, x_tenant, x_role)
     request.state.principal = principal
+    # Per credential and per tenant, shared by the replicas (429 with Retry-After).
+    await enforce_rate_limit(request)
     return principal
 
 

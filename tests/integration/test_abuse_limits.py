@@ -7,44 +7,26 @@ import logging
 import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Annotated
 
 import httpx
 import pytest
 import redis.asyncio as aioredis
-from fastapi import FastAPI, Header, Request
+from fastapi import FastAPI
 
 from bgp_orchestrator.api.app import create_app
-from bgp_orchestrator.api.deps import current_tenant_id
-from bgp_orchestrator.api.ratelimit import RateLimiter, enforce_rate_limit
-from bgp_orchestrator.auth.principal import Principal, Role
+from bgp_orchestrator.api.ratelimit import RateLimiter
 from bgp_orchestrator.settings import Settings
 from bgp_orchestrator.storage.database import Database
 from tests.conftest import free_port
-from tests.integration.conftest import make_tenant
+from tests.integration.conftest import make_tenant, mint_key
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 
 def replica(settings: Settings, db: Database, limiter: RateLimiter) -> FastAPI:
-    """One API replica whose authentication is simulated the way the auth dependency
-    works: it sets request.state.principal (an API key `X-Key` of the tenant) and then
-    enforces the rate limits."""
+    """One API replica with its own limiter; callers authenticate with real API keys."""
     app = create_app(settings, database=db)
     app.state.rate_limiter = limiter
-
-    async def authenticated(
-        request: Request,
-        x_key: Annotated[str, Header()],
-        x_tenant_id: Annotated[int, Header()],
-    ) -> int:
-        request.state.principal = Principal(
-            f"apikey:{x_key}", x_tenant_id, frozenset({Role.VIEWER}), "api_key"
-        )
-        await enforce_rate_limit(request)
-        return x_tenant_id
-
-    app.dependency_overrides[current_tenant_id] = authenticated
     return app
 
 
@@ -60,16 +42,20 @@ def settings(database_url: str, redis_url: str, tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
-async def tenants(settings: Settings, db: Database, clean: None) -> tuple[int, int]:
+async def keys(settings: Settings, db: Database, clean: None) -> dict[str, dict[str, str]]:
+    """API keys by name: a, b (viewers of acme), c (viewer of globex), w (admin of acme)."""
     app = create_app(settings, database=db)
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://api"
     ) as client:
         await make_tenant(client, "acme")
         await make_tenant(client, "globex")
-    async with db.connection() as conn:
-        rows = await conn.fetch("SELECT id FROM tenants ORDER BY slug")
-    return int(rows[0]["id"]), int(rows[1]["id"])
+    return {
+        "a": await mint_key(db, settings, "acme", "viewer", "a"),
+        "b": await mint_key(db, settings, "acme", "viewer", "b"),
+        "c": await mint_key(db, settings, "globex", "viewer", "c"),
+        "w": await mint_key(db, settings, "acme", "admin", "w"),
+    }
 
 
 @pytest.fixture
@@ -93,17 +79,12 @@ async def clients(
         await limiter.aclose()
 
 
-def who(key: str, tenant: int) -> dict[str, str]:
-    return {"X-Key": key, "X-Tenant-Id": str(tenant)}
-
-
 async def test_limits_per_key_and_per_tenant_are_shared_by_replicas(
-    clients: list[httpx.AsyncClient], tenants: tuple[int, int]
+    clients: list[httpx.AsyncClient], keys: dict[str, dict[str, str]]
 ) -> None:
-    acme, globex = tenants
     codes = []
     for i in range(6):  # key a: 5 a minute, alternately through both replicas
-        r = await clients[i % 2].get("/api/v1/sessions", headers=who("a", acme))
+        r = await clients[i % 2].get("/api/v1/sessions", headers=keys["a"])
         codes.append(r.status_code)
     assert codes == [200] * 5 + [429]
     refused = r
@@ -113,11 +94,11 @@ async def test_limits_per_key_and_per_tenant_are_shared_by_replicas(
 
     codes = []
     for i in range(4):  # key b of the same tenant: the tenant has 8 a minute
-        r = await clients[i % 2].get("/api/v1/sessions", headers=who("b", acme))
+        r = await clients[i % 2].get("/api/v1/sessions", headers=keys["b"])
         codes.append(r.status_code)
     assert codes == [200, 200, 200, 429]
     # Another tenant's key is not affected.
-    r = await clients[1].get("/api/v1/sessions", headers=who("c", globex))
+    r = await clients[1].get("/api/v1/sessions", headers=keys["c"])
     assert r.status_code == 200
     # Routes without a principal (health, metrics) are not limited.
     for _ in range(10):
@@ -125,9 +106,11 @@ async def test_limits_per_key_and_per_tenant_are_shared_by_replicas(
 
 
 async def test_without_redis_each_replica_limits_on_its_own(
-    settings: Settings, db: Database, tenants: tuple[int, int], caplog: pytest.LogCaptureFixture
+    settings: Settings,
+    db: Database,
+    keys: dict[str, dict[str, str]],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    acme, _ = tenants
     nowhere = aioredis.from_url(
         f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=0.5, socket_timeout=0.5
     )
@@ -138,8 +121,7 @@ async def test_without_redis_each_replica_limits_on_its_own(
         transport=httpx.ASGITransport(app=app), base_url="http://api"
     ) as client:
         codes = [
-            (await client.get("/api/v1/sessions", headers=who("a", acme))).status_code
-            for _ in range(4)
+            (await client.get("/api/v1/sessions", headers=keys["a"])).status_code for _ in range(4)
         ]
     await limiter.aclose()
     assert codes == [200, 200, 200, 429]
@@ -150,11 +132,10 @@ async def test_without_redis_each_replica_limits_on_its_own(
 
 
 async def test_bodies_over_the_cap_answer_413(
-    clients: list[httpx.AsyncClient], tenants: tuple[int, int]
+    clients: list[httpx.AsyncClient], keys: dict[str, dict[str, str]]
 ) -> None:
-    acme, _ = tenants
     big = {"name": "noc", "url": "http://93.184.215.14/hook", "pad": "x" * 5000}
-    r = await clients[0].post("/api/v1/webhooks", headers=who("w", acme), json=big)
+    r = await clients[0].post("/api/v1/webhooks", headers=keys["w"], json=big)
     assert r.status_code == 413 and r.json()["code"] == "body-too-large"
     assert "BGPO_API_MAX_BODY_BYTES" in r.json()["detail"]
 
@@ -166,13 +147,13 @@ async def test_bodies_over_the_cap_answer_413(
 
     r = await clients[0].post(
         "/api/v1/webhooks",
-        headers={**who("w", acme), "Content-Type": "application/json"},
+        headers={**keys["w"], "Content-Type": "application/json"},
         content=chunks(),
     )
     assert r.status_code == 413 and r.json()["code"] == "body-too-large"
     r = await clients[0].post(
         "/api/v1/webhooks",
-        headers=who("w", acme),
+        headers=keys["w"],
         json={"name": "noc", "url": "http://93.184.215.14/hook"},
     )
     assert r.status_code == 201, r.text

@@ -44,7 +44,7 @@ async def dashboard(request: Request, user: User) -> Response:
     async with db_of(request).connection() as conn:
         sessions, session_total = await repo.SESSIONS.page(conn, user.tenant_id, Where(), 200, 0)
         live, live_total = await conflict_store.page(
-            conn, ["tenant_id = $1", "state = 'ongoing'"], [user.tenant_id], 50, 0
+            conn, user.tenant_id, "tenant", ["state = 'ongoing'"], [], 50, 0
         )
         by_severity = {
             r["severity"]: r["n"]
