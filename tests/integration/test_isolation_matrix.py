@@ -56,6 +56,7 @@ BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/api/v1/webhooks"): {"name": "new-hook", "url": "https://1.1.1.1/bgpo"},
     ("PATCH", "/api/v1/webhooks/{webhook_id}"): {"min_severity": "high"},
     ("POST", "/api/v1/webhooks/{webhook_id}/deliveries/{delivery_id}/retry"): None,
+    ("POST", "/api/v1/webhooks/{webhook_id}/secret"): None,
     ("POST", "/api/v1/ml/predict"): {"sessions": ["rrc00|192.0.2.1"]},
     ("POST", "/api/v1/features/serve"): {"sessions": ["rrc00|192.0.2.1"]},
     ("POST", "/api/v1/features/materialize"): None,

@@ -234,6 +234,8 @@ def test_development_keeps_one_key_in_the_data_directory(tmp_path: Any) -> None:
         redis_url="redis://:Xk3-long-secret@redis:6379/0",
         kafka_bootstrap_servers="kafka:9092",
         victoria_metrics_url="http://vm:8428",
+        oidc_issuer="https://sso.example.net/realms/bgpo",
+        api_key_secret="Xk3-long-secret-for-api-keys-0123456789",
     )
     with pytest.raises(ConfigurationError) as caught:
         secret_box(production)

@@ -86,6 +86,7 @@ async def create_webhook(
     response_model=WebhookSecret,
     responses=documented(404),
     summary="Rotate the signing secret",
+    dependencies=[allow(Access.ADMIN)],
 )
 async def rotate_webhook_secret(
     db: DatabaseDep,
