@@ -285,6 +285,14 @@ class Run:
                         json={"name": name, "url": url, "min_severity": "info"},
                         headers={"X-Tenant": slug},
                     )
+                    if r.status_code == 422 and '"url"' in r.text:
+                        raise ServiceUnavailable(
+                            "chaos-webhook-refused",
+                            "the stack refuses webhooks to this machine's receivers (webhooks "
+                            "reach public addresses only); start it with "
+                            "BGPO_WEBHOOK_ALLOWED_NETWORKS='[\"127.0.0.0/8\"]' for this "
+                            f"experiment: {r.text[:300]}",
+                        )
                     if r.status_code != 201:
                         raise ServiceUnavailable(
                             "chaos-webhook-refused", f"creating a webhook failed: {r.text[:300]}"

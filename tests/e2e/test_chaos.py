@@ -30,6 +30,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     vrps, rels = reference_paths(stack.settings)
     stack.env["BGPO_RPKI_VRP_FILE"] = str(vrps)
     stack.env["BGPO_AS_RELATIONSHIPS_FILE"] = str(rels)
+    stack.env["BGPO_WEBHOOK_ALLOWED_NETWORKS"] = '["127.0.0.0/8"]'  # the local receivers
     result = stack.bgpo("up")
     try:
         assert result.returncode == 0, result.stdout + result.stderr
