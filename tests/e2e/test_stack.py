@@ -312,6 +312,24 @@ def test_anomaly_fitting_job_stores_what_the_api_returns(stack: Stack) -> None:
         )
         assert r.status_code == 201, r.text
         noc = {"X-Tenant": "noc"}
+        # A tenant reads the anomalies of its own sessions: noc peers with every
+        # synthetic session (peer ASN and address).
+        r = client.post("/api/v1/asns", json={"asn": 64500}, headers=noc)
+        assert r.status_code == 201, r.text
+        for name, peer_asn in zip(data.sessions, data.peer_asns, strict=True):
+            address = name.split("|", 1)[1]
+            r = client.post(
+                "/api/v1/sessions",
+                json={
+                    "local_asn": 64500,
+                    "peer_asn": int(peer_asn),
+                    "peer_address": address,
+                    "interconnect": "pni",
+                    "max_prefixes": 500,
+                },
+                headers=noc,
+            )
+            assert r.status_code == 201, r.text
         listed = client.get(
             "/api/v1/anomalies", params={"metric": "bgpo_session_withdrawal_rate"}, headers=noc
         ).json()
