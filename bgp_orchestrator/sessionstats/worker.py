@@ -47,6 +47,7 @@ import logging
 import math
 import time
 import uuid
+from abc import ABC, abstractmethod
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -178,7 +179,7 @@ def _lagging(loop: ConsumeLoop) -> set[int]:
     }
 
 
-class _Checkpointing:
+class _Checkpointing(ABC):
     """What both stages share: the worker, fenced checkpoints of their partitions' state."""
 
     name: str
@@ -195,12 +196,13 @@ class _Checkpointing:
         self._checkpointed: dict[int, int] = {}
         self._last_checkpoint = worker.clock()
 
+    @abstractmethod
     def _unsettled(self) -> set[int]:
         """Partitions with a closed window not yet handed over (no checkpoint now)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _dump(self, partition: int) -> bytes:
-        raise NotImplementedError
+        """The partition's state as a checkpoint."""
 
     async def _save(self, partition: int) -> bool:
         position = self.positions.get(partition)
