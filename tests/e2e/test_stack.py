@@ -314,14 +314,14 @@ def test_anomaly_fitting_job_stores_what_the_api_returns(stack: Stack) -> None:
         noc = {"X-Tenant": "noc"}
         # A tenant reads the anomalies of its own sessions: noc peers with every
         # synthetic session (peer ASN and address).
-        r = client.post("/api/v1/asns", json={"asn": 64500}, headers=noc)
+        r = client.post("/api/v1/asns", json={"asn": 64700}, headers=noc)  # e2e has 64500
         assert r.status_code == 201, r.text
         for name, peer_asn in zip(data.sessions, data.peer_asns, strict=True):
             address = name.split("|", 1)[1]
             r = client.post(
                 "/api/v1/sessions",
                 json={
-                    "local_asn": 64500,
+                    "local_asn": 64700,
                     "peer_asn": int(peer_asn),
                     "peer_address": address,
                     "interconnect": "pni",
