@@ -100,7 +100,6 @@ def up(
         from bgp_orchestrator.local.services import redact
 
         table.add_row(f"{name} (embedded)", redact(url))
-    table.add_row("Portal", info.portal_url)
     console.print(table)
     if info.demo_login:
         console.print(
