@@ -101,7 +101,7 @@ def _bucket_hash(net: Net) -> int:
 #: Canonical prefix texts seen recently -> the hash of their bucket (the partition key).
 #: The parsers fill it when they first see a prefix (they parsed it anyway), so the
 #: publisher rarely parses a prefix again.
-_bucket_hashes: Recent[str, int] = Recent(1 << 18)
+_bucket_hashes: Recent[str, int] = Recent(1 << 20)  # as the parsers' prefix cache
 
 
 def remember_bucket(text: str, net: Net) -> None:

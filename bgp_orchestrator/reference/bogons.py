@@ -5,7 +5,7 @@ from __future__ import annotations
 from bisect import bisect_right
 from functools import cache
 
-from bgp_orchestrator.bgp.prefix import Net, parse_net, truncate
+from bgp_orchestrator.bgp.prefix import Net, parse_net
 
 # IPv4 special-purpose address registry (RFC 6890 and updates) plus 0/8,
 # multicast and the class E space: none of these belongs in the global table.
@@ -43,23 +43,37 @@ _V6 = tuple(parse_net(p) for p in IPV6_BOGONS)
 _V6_ALLOWED = (parse_net("2001::/32"),)  # Teredo is announced
 
 
+def _keyed(blocks: tuple[Net, ...], width: int) -> tuple[tuple[int, int, int, str], ...]:
+    """(length, shift, network >> shift, text) per block: a prefix lies in the block
+    when it is at least that long and its value shifted alike is the same."""
+    return tuple(
+        (b.length, width - b.length, b.value >> (width - b.length), str(b)) for b in blocks
+    )
+
+
+_V4_KEYED = _keyed(_V4, 32)
+_V6_KEYED = _keyed(_V6, 128)
+_V6_ALLOWED_KEYED = _keyed(_V6_ALLOWED, 128)
+
+
 def bogon_prefix(net: Net) -> str | None:
     """The bogon block covering ``net`` (text), or None if it may be announced."""
-    if net.afi == 4:
-        for block in _V4:
-            if net.length >= block.length and truncate(net, block.length).value == block.value:
-                return str(block)
-        if net.length < 8:
+    afi, value, length = net
+    if afi == 4:
+        for block_length, shift, key, text in _V4_KEYED:
+            if length >= block_length and value >> shift == key:
+                return text
+        if length < 8:
             return "shorter than /8"
         return None
-    if net.length < 3 or truncate(net, 3).value != IPV6_GLOBAL.value:
+    if length < 3 or value >> 125 != IPV6_GLOBAL.value >> 125:
         return "outside 2000::/3"
-    for allowed in _V6_ALLOWED:
-        if net.length >= allowed.length and truncate(net, allowed.length).value == allowed.value:
+    for block_length, shift, key, _ in _V6_ALLOWED_KEYED:
+        if length >= block_length and value >> shift == key:
             return None
-    for block in _V6:
-        if net.length >= block.length and truncate(net, block.length).value == block.value:
-            return str(block)
+    for block_length, shift, key, text in _V6_KEYED:
+        if length >= block_length and value >> shift == key:
+            return text
     return None
 
 
@@ -77,6 +91,25 @@ def v4_bogon_first_octets() -> frozenset[int]:
         last = (block.value | ((1 << (32 - block.length)) - 1)) >> 24
         octets.update(range(first, last + 1))
     return frozenset(octets)
+
+
+@cache
+def v6_clean_first_hextets() -> frozenset[int]:
+    """First 16-bit groups of IPv6 /16-or-longer prefixes that are surely no bogon.
+
+    Such a prefix lies inside one /16; when that /16 is inside 2000::/3 and no
+    bogon block (nor an exception to one) touches it, :func:`bogon_prefix` would
+    answer None: the detectors' fast path, derived from :data:`IPV6_BOGONS`
+    (computed at first use).
+    """
+    touched: set[int] = set()
+    for block in (*_V6, *_V6_ALLOWED):
+        first = block.value >> 112
+        last = (block.value | ((1 << (128 - block.length)) - 1)) >> 112
+        touched.update(range(first, last + 1))
+    start = IPV6_GLOBAL.value >> 112
+    end = (IPV6_GLOBAL.value | ((1 << (128 - IPV6_GLOBAL.length)) - 1)) >> 112
+    return frozenset(h for h in range(start, end + 1) if h not in touched)
 
 
 # (first, last, reason) of the reserved and special-purpose ASN ranges.

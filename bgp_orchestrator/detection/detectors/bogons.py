@@ -18,6 +18,7 @@ from bgp_orchestrator.reference.bogons import (
     bogon_asn_spans,
     bogon_prefix,
     v4_bogon_first_octets,
+    v6_clean_first_hextets,
 )
 
 
@@ -36,15 +37,20 @@ def _scopes(p: Prepared, ref: Reference) -> Scopes:
 def bogon_prefix_announced(
     batch: list[Prepared], ref: Reference, state: DetectorState
 ) -> Iterator[Conflict]:
-    # Fast path: an IPv4 /8-or-longer in a /8 that holds no bogon block is no bogon.
+    # Fast paths: an IPv4 /8-or-longer in a /8 that holds no bogon block, and an IPv6
+    # /16-or-longer in a global-unicast /16 no bogon block touches, is no bogon.
     octets = v4_bogon_first_octets()
+    hextets = v6_clean_first_hextets()
     for p in batch:
         u = p.u
         if u.kind != ANNOUNCE:
             continue
         net = p.net
         assert net is not None
-        if net.afi == 4 and net.length >= 8 and (net.value >> 24) not in octets:
+        if net.afi == 4:
+            if net.length >= 8 and (net.value >> 24) not in octets:
+                continue
+        elif net.length >= 16 and (net.value >> 112) in hextets:
             continue
         block = bogon_prefix(net)
         if block is None:

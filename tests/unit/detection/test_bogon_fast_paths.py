@@ -15,11 +15,15 @@ from bgp_orchestrator.detection.reference import Reference
 from bgp_orchestrator.detection.state import DetectorState
 from bgp_orchestrator.reference.bogons import (
     _V4,
+    _V6,
+    _V6_ALLOWED,
+    IPV6_GLOBAL,
     BOGON_ASN_RANGES,
     bogon_asn,
     bogon_asn_spans,
     bogon_prefix,
     v4_bogon_first_octets,
+    v6_clean_first_hextets,
 )
 
 ASN_MAX = 2**32 - 1
@@ -48,6 +52,29 @@ def _v4_samples() -> set[Net]:
     return nets
 
 
+def _net6(address: int, length: int) -> Net:
+    mask = ((1 << length) - 1) << (128 - length)
+    return Net(6, address & mask, length)
+
+
+def _v6_samples() -> set[Net]:
+    """Every /16 (and a /48 in each), plus each block's edges at lengths around it."""
+    nets: set[Net] = set()
+    for hextet in range(1 << 16):
+        nets.add(_net6(hextet << 112, 16))
+        nets.add(_net6((hextet << 112) | (1 << 80), 48))
+    for block in (*_V6, *_V6_ALLOWED, IPV6_GLOBAL):
+        first = block.value
+        last = block.value | ((1 << (128 - block.length)) - 1)
+        nets.add(block)
+        for address in (first, last, first - 1, last + 1):
+            if 0 <= address < 2**128:
+                for length in (3, 15, 16, 17, 32, 48, 64, 128, block.length, block.length + 1):
+                    if 0 <= length <= 128:
+                        nets.add(_net6(address, length))
+    return nets
+
+
 def _announce(prefix: str, path: AsPath) -> Update:
     return Update(Kind.ANNOUNCE, 1.0, "10.0.0.1", 3356, prefix, path)
 
@@ -60,6 +87,23 @@ def test_bogon_prefix_fast_path_skips_no_bogon() -> None:
     bogons = {format_net(n): bogon_prefix(n) for n in nets if bogon_prefix(n) is not None}
     assert flagged == bogons
     assert len(bogons) > 100  # the samples do reach into every block
+
+
+def test_bogon_prefix_v6_fast_path_skips_no_bogon() -> None:
+    nets = _v6_samples()
+    ref = Reference()
+    batch = prepare([_announce(format_net(n), (3356, 13335)) for n in nets], ref, [])
+    flagged = {c.prefix: c.detail_key for c in bogon_prefix_announced(batch, ref, DetectorState())}
+    bogons = {format_net(n): bogon_prefix(n) for n in nets if bogon_prefix(n) is not None}
+    assert flagged == bogons
+    assert {"2001:db8::/32", "3ffe::/16", "2002::/16", "outside 2000::/3"} <= set(bogons.values())
+
+
+def test_the_v6_fast_path_is_a_fast_path() -> None:
+    """Global-unicast /16s away from the bogon blocks are skipped without the full check."""
+    hextets = v6_clean_first_hextets()
+    assert {0x2003, 0x2400, 0x2600, 0x2A00, 0x2C0F} <= hextets
+    assert not {0x2001, 0x2002, 0x3FFE, 0x3FFF, 0x1FFF, 0x4000, 0xFE80} & hextets
 
 
 def test_the_prefix_fast_path_is_a_fast_path() -> None:
