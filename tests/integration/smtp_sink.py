@@ -64,6 +64,7 @@ class MuteSmtpServer:
     def __init__(self) -> None:
         self.port = free_port()
         self.connections = 0
+        self._connected = asyncio.Event()
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
 
@@ -80,7 +81,15 @@ class MuteSmtpServer:
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
+        self._connected.set()
         self._writers.add(writer)
         with contextlib.suppress(Exception, asyncio.CancelledError):
             await reader.read()  # until the client gives up and closes
         writer.close()
+
+    async def wait_for(self, count: int, within_s: float) -> None:
+        """Until ``count`` connections were accepted (TimeoutError after ``within_s``)."""
+        deadline = time.monotonic() + within_s
+        while self.connections < count:
+            self._connected.clear()
+            await asyncio.wait_for(self._connected.wait(), max(0.01, deadline - time.monotonic()))

@@ -170,7 +170,7 @@ def test_the_portal_in_a_browser(browser: Any, stack: PortalStack, demo: None) -
     assert stack.smtp is not None
     (mail,) = stack.smtp.wait_for(1)
     assert mail["X-Envelope-To"] == "noc@demo.example"
-    assert mail["Subject"].startswith("[TEST] [BGPO high] exact-prefix-hijack test")
+    assert mail["Subject"].strip().startswith("[TEST] [BGPO high] exact-prefix-hijack test")
     (delivery,) = stack.receiver.received
     assert delivery["headers"]["X-BGPO-Event"] == "test"
     assert delivery["body"]["conflict"]["test"] is True
