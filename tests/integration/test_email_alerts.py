@@ -172,6 +172,15 @@ async def test_without_an_smtp_server_a_delivery_is_given_up_with_the_reason_and
     assert r.json()["total"] == 1
 
 
+async def test_starttls_is_required_so_nothing_goes_out_in_clear_text(smtp: SmtpSink) -> None:
+    """The test server offers no STARTTLS: the default mode refuses to send without it."""
+    mailer = Mailer(host="127.0.0.1", port=smtp.port, timeout_s=3.0)
+    message = mailer.message("opened", {"type": "moas", "prefix": "192.0.2.0/24"}, "a@b.example", 1)
+    error = await mailer.send(message)
+    assert error == "SMTPException: SMTP STARTTLS extension not supported by server."
+    assert smtp.messages == []
+
+
 async def test_an_smtp_server_that_never_answers_times_out_and_delays_no_one_else(
     client: httpx.AsyncClient, db: Database, settings: Settings
 ) -> None:

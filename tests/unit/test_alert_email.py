@@ -131,7 +131,7 @@ def test_only_one_plain_recipient_is_accepted(recipient: str) -> None:
 
 
 async def test_without_a_host_nothing_is_sent_and_the_mailer_says_why() -> None:
-    off = Mailer.from_settings(Settings(_env_file=None))  # type: ignore[call-arg]
+    off = Mailer.from_settings(Settings(_env_file=None))
     assert not off.enabled
     assert await off.send(build()) == NOT_CONFIGURED
 
@@ -204,15 +204,15 @@ def test_settings_read_the_smtp_environment(monkeypatch: pytest.MonkeyPatch) -> 
         "BGPO_SMTP_LINK_BASE_URL": "https://bgp.example.net",
     }.items():
         monkeypatch.setenv(name, value)
-    configured = Mailer.from_settings(Settings(_env_file=None))  # type: ignore[call-arg]
+    configured = Mailer.from_settings(Settings(_env_file=None))
     assert configured == Mailer(
         "smtp.example.net", 2587, "bgp@example.net", "bgpo", SecretStr("s3cr3t!"), "tls", 4.0,
         "https://bgp.example.net",
     )  # fmt: skip
-    assert "s3cr3t!" not in repr(Settings(_env_file=None))  # type: ignore[call-arg]
+    assert "s3cr3t!" not in repr(Settings(_env_file=None))
     monkeypatch.setenv("BGPO_SMTP_TLS", "ssl")
     with pytest.raises(ValidationError, match="smtp_tls"):
-        Settings(_env_file=None)  # type: ignore[call-arg]
+        Settings(_env_file=None)
 
 
 def test_production_refuses_a_password_over_plain_smtp(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -229,10 +229,10 @@ def test_production_refuses_a_password_over_plain_smtp(monkeypatch: pytest.Monke
         "BGPO_SMTP_PASSWORD": "s3cr3t!",
     }.items():
         monkeypatch.setenv(name, value)
-    assert Settings(_env_file=None).smtp_tls == "starttls"  # type: ignore[call-arg]
+    assert Settings(_env_file=None).smtp_tls == "starttls"
     monkeypatch.setenv("BGPO_SMTP_TLS", "none")
     with pytest.raises(ValidationError, match="clear text") as caught:
-        Settings(_env_file=None)  # type: ignore[call-arg]
+        Settings(_env_file=None)
     assert "s3cr3t!" not in str(caught.value)
 
 
