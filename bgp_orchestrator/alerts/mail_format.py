@@ -14,6 +14,7 @@ from __future__ import annotations
 import html
 from collections.abc import Mapping
 from dataclasses import dataclass
+from email.errors import HeaderParseError
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import formatdate
@@ -118,6 +119,18 @@ def message_id(delivery_id: object, sender: str) -> str:
     return f"<bgpo-delivery-{delivery_id}@{domain}>"
 
 
+def recipient_address(address: str) -> Address:
+    """One plain ``local@domain`` address; ValueError for anything else (a list, a display
+    name, a line break: no second recipient, no header injection)."""
+    try:
+        parsed = Address(addr_spec=address)
+    except (ValueError, HeaderParseError) as exc:
+        raise ValueError(f"not a single e-mail address: {address!r} ({exc})") from None
+    if parsed.addr_spec != address or not parsed.domain or "," in address:
+        raise ValueError(f"not a single e-mail address: {address!r}")
+    return parsed
+
+
 def build(
     event: str,
     conflict: Mapping[str, Any],
@@ -129,9 +142,7 @@ def build(
 ) -> EmailMessage:
     """The whole message (multipart/alternative: text first, HTML second). ``recipient``
     must be one address (a ValueError otherwise: no header injection, no second one)."""
-    to = Address(addr_spec=recipient)
-    if "," in recipient or not to.domain:
-        raise ValueError(f"not a single e-mail address: {recipient!r}")
+    to = recipient_address(recipient)
     message = EmailMessage()
     message["Subject"] = subject(event, conflict)
     message["From"] = sender

@@ -33,7 +33,7 @@ import orjson
 from bgp_orchestrator.alerts import formats, webhook_secrets
 from bgp_orchestrator.alerts.dispatcher import AlertDispatcher
 from bgp_orchestrator.alerts.egress import EgressPolicy
-from bgp_orchestrator.alerts.mailer import NOT_CONFIGURED
+from bgp_orchestrator.alerts.mail_format import recipient_address
 from bgp_orchestrator.alerts.signing import SecretBox, signature_headers
 from bgp_orchestrator.detection.conflict import ConflictType, Severity
 from bgp_orchestrator.errors import BgpoError, InvalidInput
@@ -41,7 +41,7 @@ from bgp_orchestrator.errors import BgpoError, InvalidInput
 GENERIC = "portal-webhook"
 SLACK = "portal-slack"
 EMAIL = "portal-email"
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_EMAIL = re.compile(r"^[^@\s,]+@[^@\s,]+\.[^@\s,]+$")
 
 
 @dataclass
@@ -73,6 +73,13 @@ def validated(
     email = email.strip()
     if email and not _EMAIL.match(email):
         raise InvalidInput("invalid-email", "email must be an e-mail address", "email", email)
+    if email:
+        try:
+            recipient_address(email)
+        except ValueError:
+            raise InvalidInput(
+                "invalid-email", "email must be one e-mail address (local@domain)", "email", email
+            ) from None
     if min_severity not in {s.value for s in Severity}:
         raise InvalidInput(
             "invalid-severity",
@@ -238,8 +245,7 @@ async def _mail_one(
         message = mailer.message("test", conflict, address, f"test-{secrets.token_hex(8)}")
     except ValueError as exc:
         return f"Refused: {exc}"
-    error = await mailer.send(message)
-    return EMAIL_OFF if error == NOT_CONFIGURED else error
+    return await mailer.send(message)
 
 
 async def _post_tests(

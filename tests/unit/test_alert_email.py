@@ -19,6 +19,8 @@ from pydantic import SecretStr, ValidationError
 
 from bgp_orchestrator.alerts import mail_format
 from bgp_orchestrator.alerts.mailer import NOT_CONFIGURED, Mailer
+from bgp_orchestrator.errors import InvalidInput
+from bgp_orchestrator.portal import alerting
 from bgp_orchestrator.settings import Settings
 from tests.unit.test_alert_dispatcher import (
     CONFLICT,
@@ -272,3 +274,11 @@ async def test_with_e_mail_off_a_delivery_is_given_up_at_once_with_the_reason() 
     # Attempt 3 of at most 10, yet given up now (no server to retry against), with why.
     assert args == (7, NOT_CONFIGURED, 3, 2.0, 3)
     assert NOT_CONFIGURED.startswith("Not sent: no SMTP server is configured")
+
+
+@pytest.mark.parametrize("address", ["a,b@acme.example", "a<b@acme.example", "NOC <n@a.example>"])
+def test_the_portal_refuses_what_could_not_be_one_recipient(address: str) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        alerting.validated(address, "", "", "high", [])
+    assert caught.value.field == "email"
+    assert alerting.validated(" noc@acme.example ", "", "", "high", []).email == "noc@acme.example"
