@@ -21,7 +21,7 @@ from bgp_orchestrator.alerts import mail_format
 from bgp_orchestrator.alerts.mailer import NOT_CONFIGURED, Mailer
 from bgp_orchestrator.errors import InvalidInput
 from bgp_orchestrator.portal import alerting
-from bgp_orchestrator.settings import Settings
+from bgp_orchestrator.settings import Settings, get_settings
 from tests.unit.test_alert_dispatcher import (
     CONFLICT,
     RecordingConnection,
@@ -282,3 +282,18 @@ def test_the_portal_refuses_what_could_not_be_one_recipient(address: str) -> Non
         alerting.validated(address, "", "", "high", [])
     assert caught.value.field == "email"
     assert alerting.validated(" noc@acme.example ", "", "", "high", []).email == "noc@acme.example"
+
+
+def test_a_dispatcher_given_no_mailer_uses_the_processs_smtp_settings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The Serve deployment builds its dispatcher without a mailer: it reads BGPO_SMTP_*."""
+    monkeypatch.setenv("BGPO_SMTP_HOST", "smtp.example.net")
+    monkeypatch.setenv("BGPO_SMTP_TIMEOUT_S", "7")
+    get_settings.cache_clear()
+    try:
+        sender = dispatcher(RecordingDatabase())
+        assert (sender.mailer.host, sender.mailer.timeout_s) == ("smtp.example.net", 7.0)
+        assert sender.mailer is sender.mailer  # read once
+    finally:
+        get_settings.cache_clear()
