@@ -211,6 +211,38 @@ class Settings(BaseSettings):
         65536, ge=1024, description="Bytes of a receiver's answer read; the rest is dropped."
     )
 
+    # E-mail alerts: the SMTP server (relay) the dispatcher sends through; unset host = off.
+    smtp_host: str | None = Field(
+        None,
+        description="SMTP server (relay) that sends alert e-mail; unset = e-mail alerts are "
+        "off (deliveries to e-mail channels fail as 'not sent', the portal says so).",
+    )
+    smtp_port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="Its port; unset = 587 (starttls), 465 (tls) or 25 (none).",
+    )
+    smtp_from: str = Field(
+        "bgp-orchestrator@localhost",
+        description="From address of alert e-mail (a sender the relay accepts).",
+    )
+    smtp_username: str | None = Field(None, description="SMTP AUTH user; unset = no login.")
+    smtp_password: SecretStr | None = Field(None, description="SMTP AUTH password.")
+    smtp_tls: Literal["starttls", "tls", "none"] = Field(
+        "starttls",
+        description="starttls = upgrade the connection (refused if the server cannot); "
+        "tls = TLS from the first byte (port 465); none = plain text (a local relay only).",
+    )
+    smtp_timeout_s: float = Field(
+        10.0, gt=0, le=30, description="Total seconds of one e-mail attempt (connect to QUIT)."
+    )
+    smtp_link_base_url: str | None = Field(
+        None,
+        description="Public base URL that alert e-mail links to (portal at /portal/, API at "
+        "/api/v1/...); unset = the API URL of this stack.",
+    )
+
     # Abuse limits of the API.
     rate_limit_key_per_minute: int = Field(
         600,
@@ -524,6 +556,15 @@ class Settings(BaseSettings):
                         f"BGPO_WEBHOOK_ALLOWED_NETWORKS: {net} overlaps {never}; production "
                         "never sends webhooks to loopback, link-local or unspecified addresses"
                     )
+        return self
+
+    @model_validator(mode="after")
+    def _smtp_login_encrypted(self) -> Settings:
+        if self.smtp_password is not None and self.smtp_tls == "none" and not self.development:
+            raise ValueError(
+                "BGPO_SMTP_PASSWORD with BGPO_SMTP_TLS=none would send the password in clear "
+                "text; production needs starttls or tls for an SMTP login"
+            )
         return self
 
     @property

@@ -1,4 +1,4 @@
-"""Webhook deliveries in PostgreSQL: lease, outcome, give-up, and what the API shows.
+"""Webhook and e-mail deliveries in PostgreSQL: lease, outcome, give-up, and what the API shows.
 
 A delivery is ``pending`` until it is ``delivered`` or ``failed`` (given up).
 Leasing one counts an attempt and hides it for the lease time, so an attempt
@@ -69,7 +69,7 @@ RETURNING status
 """
 
 TARGET = """
-SELECT w.tenant_id, w.url, w.format, w.secret_ciphertext, e.event, e.conflict_id
+SELECT w.tenant_id, w.url, w.format, w.channel, w.secret_ciphertext, e.event, e.conflict_id
 FROM webhooks w JOIN conflict_events e ON e.id = $2
 WHERE w.id = $1
 """

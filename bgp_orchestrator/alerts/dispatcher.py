@@ -22,6 +22,15 @@ host is resolved within the attempt's time, all its addresses must be public
 followed; at most ``max_answer_bytes`` of the answer are read. Each body is
 signed with the webhook's secret (:mod:`~bgp_orchestrator.alerts.signing`).
 Logs name webhooks by id, never by URL.
+
+E-mail is a channel of the same kind: a ``webhooks`` row whose URL is
+``mailto:<address>`` (``channel`` = ``email``, see migration 0012), fanned out,
+leased, timed out, retried, given up and listed exactly like a webhook; its
+attempts go through :class:`~bgp_orchestrator.alerts.mailer.Mailer` instead of
+HTTP, each bounded by the mailer's own timeout. Without an SMTP server an
+e-mail delivery is given up at its first attempt with the reason
+(:data:`~bgp_orchestrator.alerts.mailer.NOT_CONFIGURED`), visible in the API and
+retried from there once one is configured.
 """
 
 from __future__ import annotations
@@ -39,7 +48,9 @@ import orjson
 
 from bgp_orchestrator.alerts import deliveries, formats, signing
 from bgp_orchestrator.alerts.egress import EgressPolicy
+from bgp_orchestrator.alerts.mailer import NOT_CONFIGURED, Mailer
 from bgp_orchestrator.errors import BgpoError, ConfigurationError
+from bgp_orchestrator.settings import get_settings
 from bgp_orchestrator.storage import conflicts as conflict_store
 from bgp_orchestrator.storage.database import Database
 
@@ -111,7 +122,16 @@ class AlertDispatcher:
         egress: EgressPolicy | None = None,
         secrets: signing.SecretBox | None = None,
         max_answer_bytes: int = MAX_ANSWER_BYTES,
+        mailer: Mailer | None = None,
     ) -> None:
+        if mailer is not None and lease_s < 2 * mailer.timeout_s:
+            raise ConfigurationError(
+                "lease-too-short",
+                f"the lease ({lease_s:g} s) must last at least twice the e-mail timeout "
+                f"({mailer.timeout_s:g} s), or a slow attempt would be sent twice",
+                "lease_s",
+                lease_s,
+            )
         if lease_s < 2 * timeout_s:
             raise ConfigurationError(
                 "lease-too-short",
@@ -139,6 +159,7 @@ class AlertDispatcher:
         self.egress = egress or EgressPolicy()
         self.secrets = secrets
         self.max_answer_bytes = max_answer_bytes
+        self._mailer = mailer
         quiet_http_client_logs()
         self.counters = DispatchStats()
         self.failed_rounds = 0
@@ -147,6 +168,14 @@ class AlertDispatcher:
         self._in_flight: dict[int, int] = {}  # webhook id -> deliveries being sent
         self._tasks: set[asyncio.Task[None]] = set()
         self._freed = asyncio.Event()
+
+    @property
+    def mailer(self) -> Mailer:
+        """The e-mail channel's mailer: the one given, else the process's SMTP settings
+        (read on first use, so webhook-only dispatchers never need them)."""
+        if self._mailer is None:
+            self._mailer = Mailer.from_settings(get_settings())
+        return self._mailer
 
     async def fan_out(self) -> int:
         async with self.db.transaction() as conn:
@@ -237,16 +266,13 @@ class AlertDispatcher:
         for key in ("first_seen", "last_seen", "resolved_at", "state_changed_at", "created_at"):
             if conflict.get(key) is not None:
                 conflict[key] = conflict[key].isoformat()
-        render = formats.slack if target["format"] == "slack" else formats.generic
-        body = orjson.dumps(render(target["event"], lease["event_id"], conflict))
-        headers = {
-            "X-BGPO-Event": target["event"],
-            "X-BGPO-Delivery": str(lease["id"]),
-            "X-BGPO-Attempt": str(lease["attempts"]),
-        }
-        error = self._sign(dict(target), lease, body, headers)
-        if error is None:
-            error = await self.post(client, target["url"], body, headers)
+        max_attempts = self.max_attempts
+        if target["channel"] == "email":
+            error = await self._mail(dict(target), lease, conflict)
+            if error == NOT_CONFIGURED:
+                max_attempts = lease["attempts"]  # nothing to retry against: give up now
+        else:
+            error = await self._post_webhook(client, dict(target), lease, conflict)
         async with self.db.connection() as conn:
             if error is None:
                 await conn.execute(deliveries.DELIVERED, lease["id"])
@@ -257,20 +283,53 @@ class AlertDispatcher:
                 deliveries.FAILED,
                 lease["id"],
                 error,
-                self.max_attempts,
+                max_attempts,
                 self.backoff_s,
                 lease["attempts"],
             )
         if status == "failed":
             self.counters.given_up += 1
-            # Webhooks are named by id: their URLs (and hosts) stay out of the logs.
+            # Channels are named by id: URLs, hosts and addresses stay out of the logs.
             log.error(
-                "webhook %s gave up on delivery %s after %d attempts (last error: %s)",
+                "%s %s gave up on delivery %s after %d attempts (last error: %s)",
+                "e-mail channel" if target["channel"] == "email" else "webhook",
                 lease["webhook_id"],
                 lease["id"],
                 lease["attempts"],
                 error.split(":", 1)[0],
             )
+
+    async def _post_webhook(
+        self,
+        client: httpx.AsyncClient,
+        target: Mapping[str, Any],
+        lease: Mapping[str, Any],
+        conflict: dict[str, Any],
+    ) -> str | None:
+        render = formats.slack if target["format"] == "slack" else formats.generic
+        body = orjson.dumps(render(target["event"], lease["event_id"], conflict))
+        headers = {
+            "X-BGPO-Event": target["event"],
+            "X-BGPO-Delivery": str(lease["id"]),
+            "X-BGPO-Attempt": str(lease["attempts"]),
+        }
+        error = self._sign(target, lease, body, headers)
+        if error is None:
+            error = await self.post(client, target["url"], body, headers)
+        return error
+
+    async def _mail(
+        self, target: Mapping[str, Any], lease: Mapping[str, Any], conflict: dict[str, Any]
+    ) -> str | None:
+        """One e-mail attempt (bounded by the mailer's timeout): None if the server took it."""
+        if not self.mailer.enabled:
+            return NOT_CONFIGURED
+        recipient = str(target["url"]).removeprefix("mailto:")
+        try:
+            message = self.mailer.message(target["event"], conflict, recipient, lease["id"])
+        except ValueError as exc:
+            return f"Refused: {exc}"
+        return await self.mailer.send(message)
 
     def _sign(
         self,
@@ -381,7 +440,8 @@ class AlertDispatcher:
         """Let deliveries in flight finish (each is bounded by ``timeout_s``), then cancel
         what is left: its lease runs out and it is tried again, the attempt counted."""
         if self._tasks:
-            await asyncio.wait(set(self._tasks), timeout=self.timeout_s + 2.0)
+            mail_s = self._mailer.timeout_s if self._mailer is not None else 0.0
+            await asyncio.wait(set(self._tasks), timeout=max(self.timeout_s, mail_s) + 2.0)
         for task in list(self._tasks):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

@@ -3,18 +3,21 @@
 The portal's form has an e-mail address, a generic webhook URL and a Slack
 incoming-webhook URL, a minimum severity and the conflict types of interest.
 The two URLs become the tenant's webhooks named :data:`GENERIC` and
-:data:`SLACK` (JSON and Slack format) with that severity and those types, so
-real conflicts reach them through the one dispatcher
-(:mod:`bgp_orchestrator.alerts.dispatcher`); a blank URL removes its webhook.
-The e-mail address is kept with the preferences (the dispatcher has no e-mail
-channel yet). URLs pass the same egress check as the API's webhooks, and a new
-webhook gets a signing secret, shown once. "Send test alert" renders a sample
-conflict with the dispatcher's own formats, signs it with the webhook's secret
-and posts it with :meth:`AlertDispatcher.post` to each configured URL.
+:data:`SLACK` (JSON and Slack format), the address the e-mail channel
+:data:`EMAIL` (URL ``mailto:<address>``), all with that severity and those
+types, so real conflicts reach them through the one dispatcher
+(:mod:`bgp_orchestrator.alerts.dispatcher`) and its delivery bookkeeping; a
+blank field removes its channel. URLs pass the same egress check as the API's
+webhooks, and a new webhook gets a signing secret, shown once. "Send test
+alert" renders a sample conflict with the dispatcher's own formats and sends it
+to every configured channel: signed and posted with
+:meth:`AlertDispatcher.post` to each URL, mailed with the dispatcher's mailer
+to the address (or reported as not sent when no SMTP server is configured).
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 import secrets
 import time
@@ -30,13 +33,15 @@ import orjson
 from bgp_orchestrator.alerts import formats, webhook_secrets
 from bgp_orchestrator.alerts.dispatcher import AlertDispatcher
 from bgp_orchestrator.alerts.egress import EgressPolicy
+from bgp_orchestrator.alerts.mail_format import recipient_address
 from bgp_orchestrator.alerts.signing import SecretBox, signature_headers
 from bgp_orchestrator.detection.conflict import ConflictType, Severity
 from bgp_orchestrator.errors import BgpoError, InvalidInput
 
 GENERIC = "portal-webhook"
 SLACK = "portal-slack"
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+EMAIL = "portal-email"
+_EMAIL = re.compile(r"^[^@\s,]+@[^@\s,]+\.[^@\s,]+$")
 
 
 @dataclass
@@ -68,6 +73,13 @@ def validated(
     email = email.strip()
     if email and not _EMAIL.match(email):
         raise InvalidInput("invalid-email", "email must be an e-mail address", "email", email)
+    if email:
+        try:
+            recipient_address(email)
+        except ValueError:
+            raise InvalidInput(
+                "invalid-email", "email must be one e-mail address (local@domain)", "email", email
+            ) from None
     if min_severity not in {s.value for s in Severity}:
         raise InvalidInput(
             "invalid-severity",
@@ -123,6 +135,7 @@ async def save(
         if url:
             await egress.check(url, field_name)
     issued: dict[str, str] = {}
+    mailto = f"mailto:{prefs.email}" if prefs.email else ""
     async with conn.transaction():
         await conn.execute(
             "INSERT INTO alert_preferences (tenant_id, email, min_severity, types, updated_by) "
@@ -138,6 +151,7 @@ async def save(
         for name, url, fmt in (
             (GENERIC, prefs.webhook_url, "json"),
             (SLACK, prefs.slack_url, "slack"),
+            (EMAIL, mailto, "json"),  # the format is unused by e-mail
         ):
             if not url:
                 await conn.execute(
@@ -159,7 +173,7 @@ async def save(
                 prefs.types,
             )
             assert row is not None
-            if row["unsigned"]:
+            if row["unsigned"] and name != EMAIL:  # e-mail is not signed
                 issued[name] = await webhook_secrets.issue(conn, box, tenant_id, row["id"])
     return issued
 
@@ -188,6 +202,10 @@ def sample_conflict(prefs: Preferences, tenant_slug: str) -> dict[str, Any]:
     }
 
 
+#: What the test-alert result says for e-mail when no SMTP server is configured.
+EMAIL_OFF = "not sent: no SMTP server is configured (BGPO_SMTP_HOST)"
+
+
 async def send_test(
     dispatcher: AlertDispatcher,
     client: httpx.AsyncClient,
@@ -196,9 +214,48 @@ async def send_test(
     prefs: Preferences,
     tenant_slug: str,
 ) -> list[tuple[str, str | None]]:
-    """Post a test alert to each configured webhook, signed with its secret as real
-    deliveries are: (channel, error or None) each."""
+    """Send a test alert to each configured channel: posted to each webhook, signed with
+    its secret as real deliveries are, and mailed to the address. (channel, error or
+    None) each, in the form's order. The channels go at the same time: a slow one
+    delays the answer by its own timeout only."""
     conflict = sample_conflict(prefs, tenant_slug)
+    mailed, posted = await asyncio.gather(
+        _mail_test(dispatcher, prefs.email, conflict),
+        _post_tests(dispatcher, client, conn, tenant_id, prefs, conflict),
+    )
+    return [*mailed, *posted]
+
+
+async def _mail_test(
+    dispatcher: AlertDispatcher, address: str, conflict: dict[str, Any]
+) -> list[tuple[str, str | None]]:
+    """[("email", error or None)], or [] when no address is set."""
+    if not address:
+        return []
+    return [("email", await _mail_one(dispatcher, address, conflict))]
+
+
+async def _mail_one(
+    dispatcher: AlertDispatcher, address: str, conflict: dict[str, Any]
+) -> str | None:
+    mailer = dispatcher.mailer
+    if not mailer.enabled:
+        return EMAIL_OFF
+    try:
+        message = mailer.message("test", conflict, address, f"test-{secrets.token_hex(8)}")
+    except ValueError as exc:
+        return f"Refused: {exc}"
+    return await mailer.send(message)
+
+
+async def _post_tests(
+    dispatcher: AlertDispatcher,
+    client: httpx.AsyncClient,
+    conn: asyncpg.Connection,
+    tenant_id: int,
+    prefs: Preferences,
+    conflict: dict[str, Any],
+) -> list[tuple[str, str | None]]:
     sealed = {
         r["name"]: r["secret_ciphertext"]
         for r in await conn.fetch(

@@ -21,6 +21,7 @@ from fastapi.staticfiles import StaticFiles
 from bgp_orchestrator import __version__
 from bgp_orchestrator.alerts.dispatcher import AlertDispatcher
 from bgp_orchestrator.alerts.egress import EgressPolicy
+from bgp_orchestrator.alerts.mailer import Mailer
 from bgp_orchestrator.alerts.signing import secret_box
 from bgp_orchestrator.errors import BgpoError, InvalidInput, NotFound, ServiceUnavailable
 from bgp_orchestrator.portal.auth import issuer_url, oauth_client, session_secret
@@ -74,6 +75,7 @@ def create_portal_app(
             egress=EgressPolicy.from_settings(settings),
             secrets=secret_box(settings),
             max_answer_bytes=settings.webhook_max_response_bytes,
+            mailer=Mailer.from_settings(settings),
         )
         app.state.http = httpx.AsyncClient(timeout=5.0, follow_redirects=False)
         app.state.oidc = oauth_client(settings)

@@ -1,11 +1,13 @@
 """The portal as a user meets it, for the portal tests: the real OIDC provider process
 (``oidc-provider-mock``, as `bgpo up` runs it, with its demo users), the API and the
 portal each under uvicorn (the portal mounted at ``/portal`` like Serve's route prefix),
-a migrated database of their own, and a webhook receiver on loopback."""
+a migrated database of their own, a webhook receiver on loopback and an SMTP server
+receiving the alert e-mail (none with ``smtp=False``: e-mail is off)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import threading
 from collections.abc import AsyncIterator, Iterator
@@ -26,6 +28,7 @@ from bgp_orchestrator.portal.app import create_portal_app
 from bgp_orchestrator.settings import Settings
 from tests.conftest import free_port
 from tests.integration.conftest import LiveServer
+from tests.integration.smtp_sink import SmtpSink
 
 DEMO_ADMIN = "admin@demo.example"
 DEMO_VIEWER = "viewer@demo.example"
@@ -81,6 +84,7 @@ class PortalStack:
     receiver: Receiver
     database_url: str
     portal_app: Any
+    smtp: SmtpSink | None = None
 
     @property
     def portal_url(self) -> str:
@@ -99,7 +103,11 @@ class PortalStack:
             return pool.submit(asyncio.run, run()).result()
 
 
-def start_stack(database_url: str, data_dir: Path) -> Iterator[PortalStack]:
+def start_stack(database_url: str, data_dir: Path, smtp: bool = True) -> Iterator[PortalStack]:
+    sink = SmtpSink() if smtp else None
+    mail: dict[str, Any] = {}
+    if sink is not None:
+        mail = {"smtp_host": "127.0.0.1", "smtp_port": sink.port, "smtp_tls": "none"}
     settings = Settings(
         database_url=database_url,
         data_dir=data_dir,
@@ -107,6 +115,8 @@ def start_stack(database_url: str, data_dir: Path) -> Iterator[PortalStack]:
         metric_store="parquet",
         usage_flush_s=0.5,
         webhook_allowed_networks=["127.0.0.0/8"],  # the test's receiver is on loopback
+        smtp_from="alerts@bgpo.example",
+        **mail,
     )
     oidc = EmbeddedOIDC(settings)
     oidc.start()
@@ -116,8 +126,9 @@ def start_stack(database_url: str, data_dir: Path) -> Iterator[PortalStack]:
         with (
             LiveServer(create_app(settings)) as api,
             LiveServer(mounted(portal_app)) as portal,
+            sink or contextlib.nullcontext(),
         ):
-            yield PortalStack(settings, oidc, api, portal, receiver, database_url, portal_app)
+            yield PortalStack(settings, oidc, api, portal, receiver, database_url, portal_app, sink)
     finally:
         receiver.close()
         oidc.stop()

@@ -153,8 +153,10 @@ def test_the_portal_in_a_browser(browser: Any, stack: PortalStack, demo: None) -
     assert page.get_by_text("open → closed").is_visible()
     shot("03-ticket")
 
-    # Alerts: a generic webhook on loopback, high and up, two conflict types; then a test.
+    # Alerts: e-mail and a generic webhook on loopback, high and up, two conflict types;
+    # then a test, which reaches both.
     page.get_by_role("link", name="Alerts").click()
+    assert page.get_by_text("Alerts are mailed to this address").is_visible()
     page.get_by_label("E-mail address").fill("noc@demo.example")
     page.get_by_label("Webhook URL (JSON)").fill(stack.receiver.url)
     page.get_by_label("Minimum severity").select_option("high")
@@ -163,15 +165,20 @@ def test_the_portal_in_a_browser(browser: Any, stack: PortalStack, demo: None) -
     page.get_by_role("button", name="Save preferences").click()
     page.get_by_text("Alert preferences saved.").wait_for()
     page.get_by_role("button", name="Send test alert").click()
-    page.get_by_text("Test alert delivered (webhook).").wait_for()
+    page.get_by_text("Test alert delivered - email: delivered; webhook: delivered.").wait_for()
     shot("04-alerts")
+    assert stack.smtp is not None
+    (mail,) = stack.smtp.wait_for(1)
+    assert mail["X-Envelope-To"] == "noc@demo.example"
+    assert mail["Subject"].strip().startswith("[TEST] [BGPO high] exact-prefix-hijack test")
     (delivery,) = stack.receiver.received
     assert delivery["headers"]["X-BGPO-Event"] == "test"
     assert delivery["body"]["conflict"]["test"] is True
     assert delivery["body"]["conflict"]["severity"] == "high"
-    hooks = stack.sql("SELECT url, min_severity, types FROM webhooks")
+    hooks = stack.sql("SELECT url, min_severity, types FROM webhooks ORDER BY url")
     assert [(h["url"], h["min_severity"], sorted(h["types"])) for h in hooks] == [
-        (stack.receiver.url, "high", ["exact-prefix-hijack", "route-leak"])
+        (stack.receiver.url, "high", ["exact-prefix-hijack", "route-leak"]),
+        ("mailto:noc@demo.example", "high", ["exact-prefix-hijack", "route-leak"]),
     ]
 
     # Usage: four charts with a bar per day; the seeded week shows.

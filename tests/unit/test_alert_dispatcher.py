@@ -78,6 +78,7 @@ class RecordingConnection:
             "tenant_id": 1,
             "url": "http://hook/",
             "format": "json",
+            "channel": "webhook",
             "secret_ciphertext": BOX.seal(SECRET),
             "event": "opened",
             "conflict_id": 5,

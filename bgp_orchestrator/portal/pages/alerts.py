@@ -21,6 +21,7 @@ async def alerts_page(request: Request, user: User) -> Response:
     return render(
         request, "alerts.html", user, nav="alerts", prefs=prefs,
         severities=[s.value for s in Severity], types=[t.value for t in ConflictType],
+        email_enabled=request.app.state.dispatcher.mailer.enabled,
     )  # fmt: skip
 
 
@@ -58,8 +59,10 @@ async def test_alert(request: Request, user: User) -> Response:
     need(user, Role.OPERATOR)
     async with db_of(request).connection() as conn:
         prefs = await alerting.load(conn, user.tenant_id)
-        if not (prefs.webhook_url or prefs.slack_url):
-            return back(request, "alerts", "error", "Save a webhook or Slack URL first.")
+        if not (prefs.email or prefs.webhook_url or prefs.slack_url):
+            return back(
+                request, "alerts", "error", "Save an e-mail address, webhook or Slack URL first."
+            )
         results = await alerting.send_test(
             request.app.state.dispatcher,
             request.app.state.http,
@@ -68,8 +71,7 @@ async def test_alert(request: Request, user: User) -> Response:
             prefs,
             user.tenant_slug,
         )
-    failed = [f"{channel}: {error}" for channel, error in results if error]
-    if failed:
-        return back(request, "alerts", "error", "Test alert failed - " + "; ".join(failed))
-    sent = ", ".join(channel for channel, _ in results)
-    return back(request, "alerts", "ok", f"Test alert delivered ({sent}).")
+    each = "; ".join(f"{channel}: {error or 'delivered'}" for channel, error in results)
+    if any(error for _, error in results):
+        return back(request, "alerts", "error", f"Test alert not delivered everywhere - {each}.")
+    return back(request, "alerts", "ok", f"Test alert delivered - {each}.")
