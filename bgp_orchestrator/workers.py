@@ -12,6 +12,7 @@ from typing import Any
 
 from bgp_orchestrator.alerts.dispatcher import LEASE_S, AlertDispatcher
 from bgp_orchestrator.alerts.egress import EgressPolicy
+from bgp_orchestrator.alerts.mailer import Mailer
 from bgp_orchestrator.alerts.signing import secret_box
 from bgp_orchestrator.errors import ConfigurationError
 from bgp_orchestrator.local.services import endpoints
@@ -98,11 +99,13 @@ def session_stats_worker(settings: Settings, name: str) -> Any:
 
 def alert_dispatcher(settings: Settings) -> AlertDispatcher:
     timeout_s = settings.webhook_timeout_s
+    mailer = Mailer.from_settings(settings)
     return AlertDispatcher(
         open_database(settings),
         timeout_s=timeout_s,
         owns_db=True,
-        lease_s=max(LEASE_S, 2 * timeout_s),
+        lease_s=max(LEASE_S, 2 * timeout_s, 2 * mailer.timeout_s),
+        mailer=mailer,
         egress=EgressPolicy.from_settings(settings),
         secrets=secret_box(settings),
         max_answer_bytes=settings.webhook_max_response_bytes,
