@@ -202,6 +202,20 @@ def test_training_job_and_model_switches_fail_no_request(stack: Stack) -> None:
     from bgp_orchestrator.stack.serve_client import ServeClient
 
     with httpx.Client(base_url=stack.url, timeout=10) as client:
+        # A tenant reads the predictions of its own sessions: e2e peers with these two
+        # simulated ones (test_api_through_serve created it, with AS64500).
+        for i, address in enumerate(("10.0.0.5", "10.0.0.6")):
+            r = client.post(
+                "/api/v1/sessions",
+                json={
+                    "local_asn": 64500,
+                    "peer_asn": 65020 + i,
+                    "peer_address": address,
+                    "interconnect": "pni",
+                },
+                headers=E2E,
+            )
+            assert r.status_code in (201, 409), r.text
         r = client.post("/api/v1/ml/predict", json={"sessions": ["sim|10.0.0.5"]}, headers=E2E)
         assert r.status_code == 200, r.text
         starter = r.json()["predictions"][0]["model_version"]
