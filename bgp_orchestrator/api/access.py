@@ -1,5 +1,5 @@
 """The one access rule each route declares: public, viewer, operator, admin of the
-tenant, or platform admin.
+tenant, platform admin, or reader (a tenant's viewer, or the platform admin).
 
 A route declares its rule with ``dependencies=[allow(Access.X)]``; the dependency
 authenticates the caller (``deps.current_principal``) and refuses with 401 (no or
@@ -7,7 +7,10 @@ invalid credentials) or 403 (a role too small, or no tenant for a tenant route).
 walks ``app.routes`` and fails for a route that declares none, or more than one.
 
 Tenant rules need a caller *of a tenant*: a platform administrator acting on no tenant
-manages the platform (tenants, models, jobs) and does not read tenants' data.
+manages the platform (tenants, models, jobs) and does not read tenants' data. The one
+exception is the reader rule of the flap predictions and features: the platform
+administrator checks the model it activates on any session, a tenant's caller reads
+its own sessions only (the routes scope it, see ``deps.session_scope``).
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ class Access(StrEnum):
     OPERATOR = "operator"
     ADMIN = "admin"
     PLATFORM_ADMIN = "platform-admin"
+    #: A viewer of a tenant (its own objects only), or the platform administrator (any).
+    READER = "viewer-or-platform-admin"
 
 
 #: Routes FastAPI itself adds (the documentation); they are public.
@@ -60,15 +65,16 @@ def check(access: Access, principal: Principal | None) -> Principal | None:
                 "this action changes the whole platform: it needs the platform-admin role",
             )
         return caller
+    if access is Access.READER and caller.platform_admin:
+        return caller
     if caller.tenant_id is None:
         raise Forbidden(
             "tenant-required",
             "this route acts on one tenant's data and the caller belongs to no tenant",
         )
-    if not caller.at_least(Role(access.value)):
-        raise Forbidden(
-            "role-required", f"this action needs the {access.value} role (or a higher one)"
-        )
+    role = Role.VIEWER if access is Access.READER else Role(access.value)
+    if not caller.at_least(role):
+        raise Forbidden("role-required", f"this action needs the {role} role (or a higher one)")
     return caller
 
 

@@ -299,6 +299,18 @@ async def current_tenant_id(principal: PrincipalDep) -> int:
 TenantId = Annotated[int, Depends(current_tenant_id)]
 
 
+async def session_scope(principal: PrincipalDep) -> int | None:
+    """Whose sessions the caller reads on a reader route: its tenant's, or every
+    tenant's (None) for the platform administrator."""
+    caller = await current_caller(principal)
+    if caller.platform_admin:
+        return None
+    return await current_tenant_id(principal)
+
+
+SessionScope = Annotated[int | None, Depends(session_scope)]
+
+
 async def peering_service(db: DatabaseDep, tenant_id: TenantId) -> PeeringService:
     return PeeringService(db, tenant_id)
 

@@ -57,7 +57,10 @@ class Prediction(BaseModel):
 
 
 class PredictionsOut(BaseModel):
-    predictions: list[Prediction]
+    predictions: list[Prediction] = Field(description="your sessions' answers, in order")
+    not_found: list[str] = Field(
+        default_factory=list, description="the sessions asked for that are not yours"
+    )
     horizon_s: int
     withdraw_share: float
 
@@ -69,7 +72,10 @@ class SessionFeatures(BaseModel):
 
 
 class FeaturesOut(BaseModel):
-    sessions: list[SessionFeatures]
+    sessions: list[SessionFeatures] = Field(description="your sessions' features, in order")
+    not_found: list[str] = Field(
+        default_factory=list, description="the sessions asked for that are not yours"
+    )
 
 
 class JobOut(BaseModel):

@@ -27,6 +27,9 @@ from bgp_orchestrator.stack import ray_auth
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 E2E = {"X-Tenant": "e2e"}
+#: The tenant asking for flap predictions: it peers with the simulated sessions it asks about.
+FLAPS = {"X-Tenant": "flaps"}
+PLATFORM = {"X-Role": "platform-admin"}
 
 
 class Stack:
@@ -175,7 +178,7 @@ class Hammer(threading.Thread):
             pairs = [[self.session], [self.other, self.session]]
             while not self.stop.is_set():
                 sessions = pairs[len(self.versions) % 2]
-                r = client.post("/api/v1/ml/predict", json={"sessions": sessions}, headers=E2E)
+                r = client.post("/api/v1/ml/predict", json={"sessions": sessions}, headers=FLAPS)
                 if r.status_code != 200:
                     self.failures.append(f"{r.status_code} {r.text[:200]}")
                 else:
@@ -202,10 +205,32 @@ def test_training_job_and_model_switches_fail_no_request(stack: Stack) -> None:
     from bgp_orchestrator.stack.serve_client import ServeClient
 
     with httpx.Client(base_url=stack.url, timeout=10) as client:
-        r = client.post("/api/v1/ml/predict", json={"sessions": ["sim|10.0.0.5"]}, headers=E2E)
+        # A tenant reads the predictions of its own sessions: this one peers with the
+        # two simulated sessions asked about (its own tenant: e2e counts its sessions).
+        r = client.post(
+            "/api/v1/tenants", json={"slug": "flaps", "name": "Flaps"}, headers=PLATFORM
+        )
+        assert r.status_code == 201, r.text
+        r = client.post("/api/v1/asns", json={"asn": 64800}, headers=FLAPS)
+        assert r.status_code == 201, r.text
+        for i, address in enumerate(("10.0.0.5", "10.0.0.6")):
+            r = client.post(
+                "/api/v1/sessions",
+                json={
+                    "local_asn": 64800,
+                    "peer_asn": 65020 + i,
+                    "peer_address": address,
+                    "interconnect": "pni",
+                },
+                headers=FLAPS,
+            )
+            assert r.status_code == 201, r.text
+        r = client.post("/api/v1/ml/predict", json={"sessions": ["sim|10.0.0.5"]}, headers=FLAPS)
         assert r.status_code == 200, r.text
         starter = r.json()["predictions"][0]["model_version"]
-        r = client.post("/api/v1/features/serve", json={"sessions": ["sim|10.0.0.5"]}, headers=E2E)
+        r = client.post(
+            "/api/v1/features/serve", json={"sessions": ["sim|10.0.0.5"]}, headers=FLAPS
+        )
         assert r.status_code == 200, r.text
         assert r.json()["sessions"][0]["found"] is True
 

@@ -31,6 +31,8 @@ from bgp_orchestrator.storage.database import Database
 
 pytestmark = pytest.mark.integration
 HEADERS = {"X-Tenant": "flaps"}
+OTHER = {"X-Tenant": "other"}
+PLATFORM = {"X-Role": "platform-admin"}
 
 
 @pytest.fixture
@@ -50,6 +52,28 @@ async def env(
     yield {"settings": settings, "frame": frame, "project": project, "redis": redis}
     await redis.delete(SESSIONS_KEY, MATERIALIZED_KEY)
     await redis.aclose()
+
+
+async def _tenant(c: httpx.AsyncClient, slug: str, asn: int, sessions: list[str]) -> None:
+    """A tenant whose peering sessions are those of the flap-model ids ``sessions``
+    (``collector|peer address``)."""
+    r = await c.post("/api/v1/tenants", json={"slug": slug, "name": slug}, headers=PLATFORM)
+    assert r.status_code == 201, r.text
+    headers = {"X-Tenant": slug}
+    r = await c.post("/api/v1/asns", json={"asn": asn}, headers=headers)
+    assert r.status_code == 201, r.text
+    for i, sid in enumerate(sessions):
+        r = await c.post(
+            "/api/v1/sessions",
+            json={
+                "local_asn": asn,
+                "peer_asn": 65_000 + i,
+                "peer_address": sid.rpartition("|")[2],
+                "interconnect": "pni",
+            },
+            headers=headers,
+        )
+        assert r.status_code == 201, r.text
 
 
 def _latest(frame: pd.DataFrame, sid: str) -> dict[str, float]:
@@ -103,13 +127,11 @@ async def test_materialization_fills_redis_and_the_api_serves_it(
     app = create_app(settings, database=db)
     app.state.feature_store = open_store(settings, redis_url, env["project"])
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
-        await c.post(
-            "/api/v1/tenants",
-            json={"slug": "flaps", "name": "Flaps"},
-            headers={"X-Role": "platform-admin"},
-        )
         frame = env["frame"]
         known = sorted(frame[ENTITY].unique())[:2]
+        theirs = sorted(frame[ENTITY].unique())[2]
+        await _tenant(c, "flaps", 64500, [*known, "nowhere|192.0.2.9"])
+        await _tenant(c, "other", 64501, [theirs])
         r = await c.post(
             "/api/v1/features/serve",
             json={"sessions": [*known, "nowhere|192.0.2.9"]},
@@ -125,6 +147,29 @@ async def test_materialization_fills_redis_and_the_api_serves_it(
             "features": dict.fromkeys(FEATURES),
             "found": False,
         }
+        assert r.json()["not_found"] == []
+
+        # Another tenant's session: 404 alone, listed (and not read) in a batch, and
+        # the same answer as for a session nobody has.
+        for sid in (known[0], "nowhere|198.51.100.99"):
+            r = await c.post("/api/v1/features/serve", json={"sessions": [sid]}, headers=OTHER)
+            assert r.status_code == 404, r.text
+            assert r.json()["code"] == "session-not-found"
+            assert r.json()["detail"] == f"no session {sid!r} among your peering sessions"
+        r = await c.post(
+            "/api/v1/features/serve", json={"sessions": [theirs, *known]}, headers=OTHER
+        )
+        assert r.status_code == 200, r.text
+        assert [s["session_id"] for s in r.json()["sessions"]] == [theirs]
+        assert r.json()["not_found"] == known
+        r = await c.post("/api/v1/features/serve", json={"sessions": known}, headers=OTHER)
+        assert r.status_code == 404 and r.json()["code"] == "session-not-found"
+        # The platform administrator (of no tenant) reads any session.
+        r = await c.post(
+            "/api/v1/features/serve", json={"sessions": [theirs, *known]}, headers=PLATFORM
+        )
+        assert r.status_code == 200, r.text
+        assert all(s["found"] for s in r.json()["sessions"]) and r.json()["not_found"] == []
         r = await c.post("/api/v1/features/serve", json={"sessions": []}, headers=HEADERS)
         assert r.status_code == 422 and "sessions" in r.text
         r = await c.post("/api/v1/features/serve", json={"sessions": ["a b"]}, headers=HEADERS)
@@ -144,12 +189,10 @@ async def test_predictions_model_swaps_and_a_model_that_fails(
     app = create_app(settings, database=db)
     app.state.predictor = predictor
     known = sorted(env["frame"][ENTITY].unique())[:3]
+    theirs = sorted(env["frame"][ENTITY].unique())[3]
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
-        await c.post(
-            "/api/v1/tenants",
-            json={"slug": "flaps", "name": "Flaps"},
-            headers={"X-Role": "platform-admin"},
-        )
+        await _tenant(c, "flaps", 64500, [*known, "x|192.0.2.1"])
+        await _tenant(c, "other", 64501, [theirs])
         # Nothing active yet: a clear 503, not a crash.
         r = await c.post("/api/v1/ml/predict", json={"sessions": known[:1]}, headers=HEADERS)
         assert r.status_code == 503 and r.json()["code"] == "no-model"
@@ -175,6 +218,8 @@ async def test_predictions_model_swaps_and_a_model_that_fails(
         )
         assert answers[0]["features"] == pytest.approx(_latest(env["frame"], known[0]), rel=1e-6)
 
+        # An own session the model has no features for (its peer address is one of the
+        # tenant's, seen by no collector yet).
         r = await c.post("/api/v1/ml/predict", json={"sessions": ["x|192.0.2.1"]}, headers=HEADERS)
         assert r.status_code == 404 and "unknown session" in r.json()["detail"]
         r = await c.post(
@@ -183,9 +228,36 @@ async def test_predictions_model_swaps_and_a_model_that_fails(
         assert r.status_code == 200
         PredictionsOut.model_validate_json(r.content)
         assert r.json()["predictions"][1]["error"].startswith("unknown session")
-        # Up to 10,000 sessions a request (unknown ones answer an error each).
-        many = [*known, *(f"x|10.{i >> 8}.{i & 255}.1" for i in range(9_997))]
+
+        # Another tenant's sessions are never predicted: 404 alone (the answer of a
+        # session nobody has), listed in not_found in a batch.
+        for sid in (known[0], "x|198.51.100.99"):
+            r = await c.post("/api/v1/ml/predict", json={"sessions": [sid]}, headers=OTHER)
+            assert r.status_code == 404, r.text
+            assert r.json()["code"] == "session-not-found"
+            assert r.json()["detail"] == f"no session {sid!r} among your peering sessions"
+        r = await c.post("/api/v1/ml/predict", json={"sessions": [*known, theirs]}, headers=OTHER)
+        assert r.status_code == 200, r.text
+        PredictionsOut.model_validate_json(r.content)
+        assert [a["session_id"] for a in r.json()["predictions"]] == [theirs]
+        assert r.json()["not_found"] == known
+        r = await c.post("/api/v1/ml/predict", json={"sessions": known}, headers=OTHER)
+        assert r.status_code == 404 and r.json()["code"] == "session-not-found"
+        assert "none of the 3 sessions" in r.json()["detail"]
+        # The platform administrator (of no tenant) reads any session.
+        r = await c.post(
+            "/api/v1/ml/predict", json={"sessions": [*known, theirs]}, headers=PLATFORM
+        )
+        assert r.status_code == 200, r.text
+        assert [a["probability"] is not None for a in r.json()["predictions"]] == [True] * 4
+
+        # Up to 10,000 sessions a request: the tenant's are predicted, the rest listed.
+        many = [*known, *(f"x|172.16.{i >> 8}.{i & 255}" for i in range(9_997))]
         r = await c.post("/api/v1/ml/predict", json={"sessions": many}, headers=HEADERS)
+        assert r.status_code == 200
+        assert [a["session_id"] for a in r.json()["predictions"]] == known
+        assert r.json()["not_found"] == many[3:]
+        r = await c.post("/api/v1/ml/predict", json={"sessions": many}, headers=PLATFORM)
         assert r.status_code == 200 and len(r.json()["predictions"]) == 10_000
         r = await c.post(
             "/api/v1/ml/predict", json={"sessions": [*many, "x|192.0.2.9"]}, headers=HEADERS

@@ -57,8 +57,8 @@ BODIES: dict[tuple[str, str], Any] = {
     ("PATCH", "/api/v1/webhooks/{webhook_id}"): {"min_severity": "high"},
     ("POST", "/api/v1/webhooks/{webhook_id}/deliveries/{delivery_id}/retry"): None,
     ("POST", "/api/v1/webhooks/{webhook_id}/secret"): None,
-    ("POST", "/api/v1/ml/predict"): {"sessions": ["rrc00|192.0.2.1"]},
-    ("POST", "/api/v1/features/serve"): {"sessions": ["rrc00|192.0.2.1"]},
+    ("POST", "/api/v1/ml/predict"): {"sessions": ["{session_key}"]},
+    ("POST", "/api/v1/features/serve"): {"sessions": ["{session_key}"]},
     ("POST", "/api/v1/features/materialize"): None,
     ("POST", "/api/v1/anomalies/detect"): {"series": ["updates/rrc00|192.0.2.1"], "days": 1},
     ("POST", "/api/v1/ml/models/{version}/activate"): None,
@@ -67,6 +67,9 @@ BODIES: dict[tuple[str, str], Any] = {
 #: Routes whose own-object answer depends on services this test does not run (a
 #: predictor, Redis, a Ray head): 401/403/404 are still checked, 503 is accepted.
 NO_SERVICES = {"/api/v1/ml/predict", "/api/v1/features/serve", "/api/v1/features/materialize"}
+#: Routes whose object is named in the body (the flap-model id of the target tenant's
+#: peering session): another tenant's answers 404, as a path id would.
+BODY_OBJECTS = {"/api/v1/ml/predict", "/api/v1/features/serve"}
 STREAMS = {"/api/v1/conflicts/stream"}
 
 
@@ -74,6 +77,7 @@ STREAMS = {"/api/v1/conflicts/stream"}
 class TenantObjects:
     slug: str
     asn: int
+    peer: str
     ids: dict[str, int] = field(default_factory=dict)
     new_prefix: str = ""
 
@@ -120,7 +124,7 @@ async def build_world(client: httpx.AsyncClient, db: Database, settings: Setting
             )
         )
         h = {"X-Tenant": slug}
-        t = TenantObjects(slug, asn, new_prefix=f"{net}.128/25")
+        t = TenantObjects(slug, asn, peer, new_prefix=f"{net}.128/25")
         t.ids["asn_id"] = (
             await _ok(await client.post("/api/v1/asns", json={"asn": asn, "name": mark}, headers=h))
         )["id"]
@@ -228,6 +232,8 @@ def _fill(value: Any, t: TenantObjects) -> Any:
         return t.asn
     if value == "{new_prefix}":
         return t.new_prefix
+    if value == "{session_key}":
+        return f"rrc00|{t.peer}"
     return value
 
 
@@ -251,7 +257,10 @@ def expected(rule: Access, caller: str, own: bool, has_object: bool) -> set[int]
         return {401}
     if rule is Access.PLATFORM_ADMIN:
         return None if caller == "platform" else {403}
-    if caller == "platform" or TENANT_RANK[ROLE_OF[caller]] < TENANT_RANK[Role(rule.value)]:
+    if rule is Access.READER and caller == "platform":
+        return None
+    role = Role.VIEWER if rule is Access.READER else Role(rule.value)
+    if caller == "platform" or TENANT_RANK[ROLE_OF[caller]] < TENANT_RANK[role]:
         return {403}
     if has_object and not own:
         return {404}
@@ -315,7 +324,7 @@ async def test_isolation_matrix(
     rule: Access,
 ) -> None:
     settings = matrix_settings
-    has_object = "{" in path and "{version}" not in path
+    has_object = ("{" in path and "{version}" not in path) or path in BODY_OBJECTS
     world = await world_for(api, db, settings)
     failures = []
     # Callers that may change the object go last, each on a fresh world when needed.
@@ -327,7 +336,7 @@ async def test_isolation_matrix(
             body = BODIES.get((method, path))
             kwargs: dict[str, Any] = {"headers": world.callers[caller]}
             if body is not None:
-                kwargs["json"] = _fill(body, mine)
+                kwargs["json"] = _fill(body, target if path in BODY_OBJECTS else mine)
             want = expected(rule, caller, own, has_object)
             if path in STREAMS:
                 # An allowed caller's stream never ends (the ASGI transport would wait for

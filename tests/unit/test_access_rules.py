@@ -58,3 +58,34 @@ def test_platform_wide_actions_need_the_platform_admin() -> None:
 def test_only_health_and_documentation_are_public() -> None:
     public = sorted(p for (_, p), r in declared_rules().items() if r == [Access.PUBLIC])
     assert public == sorted({"/healthz", "/readyz", "/metrics"} | set(DOCUMENTATION_PATHS))
+
+
+def test_flap_reads_are_for_a_tenant_viewer_or_the_platform_admin() -> None:
+    rules = declared_rules()
+    for key in [("POST", "/api/v1/ml/predict"), ("POST", "/api/v1/features/serve")]:
+        assert rules[key] == [Access.READER], key
+
+
+def test_the_reader_rule() -> None:
+    import pytest
+
+    from bgp_orchestrator.api.access import check
+    from bgp_orchestrator.auth.principal import Principal, Role
+    from bgp_orchestrator.errors import Forbidden, Unauthorized
+    from bgp_orchestrator.flaps.ownership import peer_address
+
+    platform = Principal("p", None, frozenset({Role.PLATFORM_ADMIN}), "api_key")
+    viewer = Principal("v", 1, frozenset({Role.VIEWER}), "api_key")
+    nobody = Principal("n", 1, frozenset(), "token")
+    assert check(Access.READER, platform) is platform
+    assert check(Access.READER, viewer) is viewer
+    with pytest.raises(Forbidden, match="viewer role"):
+        check(Access.READER, nobody)
+    with pytest.raises(Unauthorized):
+        check(Access.READER, None)
+    with pytest.raises(Forbidden):
+        check(Access.VIEWER, platform)  # other tenant routes still refuse it
+    assert peer_address("rrc00|2001:DB8::A") == "2001:db8::a"
+    assert peer_address("exabgp|192.0.2.1") == "192.0.2.1"
+    for bad in ("192.0.2.1", "|192.0.2.1", "rrc00|nothing", "rrc00|fe80::1%eth0", "a|b|c"):
+        assert peer_address(bad) is None, bad

@@ -8,10 +8,11 @@ from typing import Annotated, Any, Protocol
 from fastapi import APIRouter, Depends, Request, status
 
 from bgp_orchestrator.api.access import Access, allow
-from bgp_orchestrator.api.deps import SettingsDep, TenantId
+from bgp_orchestrator.api.deps import DatabaseDep, SessionScope, SettingsDep
 from bgp_orchestrator.api.ml_schemas import FeaturesOut, JobOut, SessionsRequest
 from bgp_orchestrator.api.problems import documented
 from bgp_orchestrator.errors import ServiceUnavailable
+from bgp_orchestrator.flaps import ownership
 from bgp_orchestrator.flaps.features import FEATURES
 from bgp_orchestrator.settings import Settings
 
@@ -50,19 +51,30 @@ async def get_launcher(request: Request, settings: SettingsDep) -> Launcher:
 @router.post(
     "/serve",
     response_model=FeaturesOut,
-    responses=documented(422, 503),
-    dependencies=[allow(Access.VIEWER)],
+    responses=documented(404, 422, 503),
+    dependencies=[allow(Access.READER)],
 )
 async def serve_features(
-    body: SessionsRequest, request: Request, settings: SettingsDep, _: TenantId
+    body: SessionsRequest,
+    request: Request,
+    db: DatabaseDep,
+    settings: SettingsDep,
+    scope: SessionScope,
 ) -> dict[str, Any]:
-    """The flap features of each session as the online store holds them
-    (``found`` is false for a session it has no features for)."""
+    """The flap features of each of your sessions as the online store holds them
+    (``found`` is false for a session it has no features for). Sessions that are not
+    yours are listed in ``not_found`` and not read; when none is, the answer is 404.
+    The platform administrator reads any session."""
     from bgp_orchestrator.flaps.feature_store import online_features
 
+    async with db.connection() as conn:
+        owned = await ownership.owned_sessions(conn, scope, body.sessions)
+    if not owned:
+        raise ownership.not_yours(body.sessions)
+    ids = [sid for sid in body.sessions if sid in owned]
     store = _online_reader(request, settings)
     try:
-        rows = await asyncio.to_thread(online_features, store, body.sessions)
+        rows = await asyncio.to_thread(online_features, store, ids)
     except Exception as exc:  # Redis down, registry unreadable
         raise ServiceUnavailable(
             "online-store-unavailable", f"the online feature store does not answer: {exc}"
@@ -74,8 +86,9 @@ async def serve_features(
                 "features": {n: rows[sid][n] for n in FEATURES},
                 "found": any(rows[sid][n] is not None for n in FEATURES),
             }
-            for sid in body.sessions
-        ]
+            for sid in ids
+        ],
+        "not_found": [sid for sid in body.sessions if sid not in owned],
     }
 
 

@@ -6,14 +6,20 @@ from dataclasses import asdict
 from typing import Annotated, Any, Protocol
 
 import orjson
-from fastapi import APIRouter, Depends, Path, Request, Response
+from fastapi import APIRouter, Path, Request, Response
 
 from bgp_orchestrator.api.access import Access, allow
-from bgp_orchestrator.api.deps import DatabaseDep, PagingDep, SettingsDep, TenantId
+from bgp_orchestrator.api.deps import (
+    DatabaseDep,
+    PagingDep,
+    SessionScope,
+    SettingsDep,
+    TenantId,
+)
 from bgp_orchestrator.api.ml_schemas import ModelOut, PredictionsOut, PredictRequest
 from bgp_orchestrator.api.problems import documented
 from bgp_orchestrator.errors import NotFound, ServiceUnavailable
-from bgp_orchestrator.flaps import registry
+from bgp_orchestrator.flaps import ownership, registry
 from bgp_orchestrator.peering.schemas import Page
 
 router = APIRouter(prefix="/api/v1/ml", tags=["flap prediction"], responses=documented(401, 503))
@@ -37,7 +43,6 @@ async def get_predictor(request: Request) -> Predictor:
     return predictor
 
 
-PredictorDep = Annotated[Predictor, Depends(get_predictor)]
 Version = Annotated[int, Path(ge=1, le=2_147_483_647, description="Model version")]
 
 
@@ -45,16 +50,29 @@ Version = Annotated[int, Path(ge=1, le=2_147_483_647, description="Model version
     "/predict",
     response_model=PredictionsOut,
     responses=documented(404, 422),
-    dependencies=[allow(Access.VIEWER)],
+    dependencies=[allow(Access.READER)],
 )
 async def predict(
-    body: PredictRequest, predictor: PredictorDep, settings: SettingsDep, _: TenantId
+    body: PredictRequest,
+    request: Request,
+    db: DatabaseDep,
+    settings: SettingsDep,
+    scope: SessionScope,
 ) -> Response:
-    """Flap probability of each session within the horizon, with the model version
-    and the features used (1-10,000 sessions). A session without features answers
-    404 when it is the only one asked for; in a batch it carries an ``error``
-    instead."""
-    answers = await predictor.predict_json(body.sessions)
+    """Flap probability of each of your sessions within the horizon, with the model
+    version and the features used (1-10,000 sessions ``collector|peer address``; yours
+    when one of your peering sessions has that peer address). Sessions that are not
+    yours are listed in ``not_found`` and never predicted; when none is, the answer is
+    404. A session without features answers 404 when it is the only one asked for; in
+    a batch it carries an ``error`` instead. The platform administrator reads any
+    session."""
+    async with db.connection() as conn:
+        owned = await ownership.owned_sessions(conn, scope, body.sessions)
+    if not owned:
+        raise ownership.not_yours(body.sessions)
+    predictor = await get_predictor(request)
+    ids = [sid for sid in body.sessions if sid in owned]
+    answers = await predictor.predict_json(ids)
     if len(body.sessions) == 1:
         (answer,) = orjson.loads(answers)
         if answer.get("error"):
@@ -63,7 +81,11 @@ async def predict(
     # it); they are spliced in as they are, since decoding and validating 10,000
     # of them again would cost more than the prediction.
     rest = orjson.dumps(
-        {"horizon_s": settings.flap_horizon_s, "withdraw_share": settings.flap_withdraw_share}
+        {
+            "not_found": [sid for sid in body.sessions if sid not in owned],
+            "horizon_s": settings.flap_horizon_s,
+            "withdraw_share": settings.flap_withdraw_share,
+        }
     )
     body_json = b'{"predictions":' + answers + b"," + rest[1:]
     return Response(body_json, media_type="application/json")
