@@ -57,7 +57,9 @@ from bgp_orchestrator.flaps.training import (
 from bgp_orchestrator.local.services import endpoints
 from bgp_orchestrator.simulation.sessions import SessionSimulation, simulate_windows
 
-HEADERS = {"X-Tenant": "bench"}
+#: The platform scores every simulated session (a tenant reads only its own peers'; the
+#: development API takes the role from this header on loopback).
+HEADERS = {"X-Role": "platform-admin"}
 
 
 def write_parquet(frame: pd.DataFrame, folder: Path) -> None:
@@ -234,7 +236,6 @@ def main() -> None:
         done = materialization.run(stack.settings, endpoints(stack.settings).redis_url)
         log(f"  {done.seconds:.1f} s")
         url = stack.settings.api_url
-        httpx.post(f"{url}/api/v1/tenants", json={"slug": "bench", "name": "bench"}, timeout=10)
         # Predictors poll for a finished materialization every BGPO_MODEL_POLL_S and
         # reload their copy (about a second): give them that before measuring.
         time.sleep(stack.settings.model_poll_s + 5)
