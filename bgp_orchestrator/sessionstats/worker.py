@@ -5,7 +5,10 @@ consume loop, run in every replica (:class:`SessionStatsWorker`):
 
 1. **Partials** (group :attr:`Settings.session_stats_group`, on ``bgp.updates``):
    each partition's updates are windowed on that partition's own event time
-   (:class:`~.stream.WindowStream`, one per partition). A session's prefixes are
+   (:class:`~.stream.WindowStream`, one per partition; while a partition is caught
+   up, its event time runs on with the replica's clock, so every turn of the loop
+   closes the windows of a stream that stopped, grace seconds after their end).
+   A session's prefixes are
    spread over the partitions but each prefix lives on one, so a partition's
    counts of a window are a *partial* of the session's (:mod:`.partials`). For
    every closed window it sends one record to every partition of the
@@ -13,7 +16,8 @@ consume loop, run in every replica (:class:`SessionStatsWorker`):
    and waits for the broker's acknowledgement before the window's records may
    be committed.
 2. **Merge** (group :attr:`Settings.session_merge_group`, on the session-windows
-   topic): once every source partition has reported a window
+   topic): once every source partition has reported a window, or on the
+   timeout (:attr:`Settings.session_merge_timeout_s`) when one never does
    (:class:`~.merge.SessionMerger`), its partials are summed into the session's
    rows, which give the metric points (``submit`` to the point sink) and the
    flap features (:class:`~bgp_orchestrator.flaps.live.LiveFeatureWriter`, one
@@ -637,7 +641,7 @@ class SessionStatsWorker:
         bootstrap_servers: str,
         *,
         name: str = "session-stats",
-        grace_s: float = 15.0,
+        grace_s: float | None = None,
         max_records: int = 1000,
         poll_ms: int = 200,
         clock: Callable[[], float] = time.monotonic,
@@ -656,7 +660,7 @@ class SessionStatsWorker:
         self.bootstrap = bootstrap_servers
         self.name = name
         self.token = f"{name}-{uuid.uuid4().hex[:8]}"
-        self.grace_s = grace_s
+        self.grace_s = settings.session_stats_grace_s if grace_s is None else grace_s
         self.clock = clock
         self.window_s = settings.flap_window_s
         self.counters = SessionStatsCounters()
