@@ -8,9 +8,9 @@ consume loop, run in every replica (:class:`SessionStatsWorker`):
    (:class:`~.stream.WindowStream`, one per partition; while a partition is caught
    up, its event time runs on with the replica's clock, so every turn of the loop
    closes the windows of a stream that stopped, grace seconds after their end).
-   A session's prefixes are
-   spread over the partitions but each prefix lives on one, so a partition's
-   counts of a window are a *partial* of the session's (:mod:`.partials`). For
+   A session's prefixes are spread over the partitions but each prefix lives on
+   one, so a partition's counts of a window are a *partial* of the session's
+   (:mod:`.partials`). For
    every closed window it sends one record to every partition of the
    session-windows topic, with the partial rows of the sessions mapped there,
    and waits for the broker's acknowledgement before the window's records may
