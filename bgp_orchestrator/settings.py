@@ -302,6 +302,20 @@ class Settings(BaseSettings):
         description="Kafka consumer group of the session stats' merge stage; its name also "
         "tags the live feature files.",
     )
+    session_stats_grace_s: float = Field(
+        15.0,
+        ge=0,
+        description="Seconds of event time a session window stays open after its end for "
+        "late updates; when the stream is quiet, event time runs on with the replica's "
+        "clock, so a stopped stream's last window closes this long after its end.",
+    )
+    session_merge_timeout_s: float = Field(
+        600.0,
+        gt=0,
+        description="Seconds (on the merging replica's clock) a partial session window "
+        "waits for the other partitions' partials of it: then it is merged with what "
+        "arrived, so a partition that never reports holds the features back no longer.",
+    )
     session_stats_checkpoint_s: float = Field(
         30.0,
         gt=0,

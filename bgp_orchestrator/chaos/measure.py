@@ -286,11 +286,17 @@ async def wait_windows(
     timeout_s: float,
     window_s: int = 300,
 ) -> WindowOutcome:
-    """Wait for every window of the replay to be stored, then compare its counts."""
+    """Wait for every window of the replay to be stored in full, then compare its counts.
+
+    A window is stored as one file per merge partition, written one after the other
+    (by different replicas), so the first file of a window is not the window: wait
+    until each window counts what was published (or the time is up), not merely
+    until each has a file."""
     deadline = time.monotonic() + timeout_s
     while True:
         got = await asyncio.to_thread(stored_window_counts, folder, expected, sessions, window_s)
-        if len(got) == len(expected) or time.monotonic() > deadline:
+        done = all(got.get(start, -1) >= want for start, want in expected.items())
+        if done or time.monotonic() > deadline:
             break
         await asyncio.sleep(1.0)
     outcome = WindowOutcome(windows=len(expected))

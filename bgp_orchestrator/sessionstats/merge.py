@@ -5,7 +5,12 @@ every source partition (:mod:`.partials`) and gives out, in window order, each
 window every source has reported, its rows merged. A source has reported a
 window once it sent that window or a later one (sources close their windows in
 order; a source whose first update is later had nothing for the earlier ones),
-or a heartbeat past it.
+or a heartbeat past it. A window some source has still not reported
+``timeout_s`` after its first partial arrived (on the merging replica's clock) is
+merged with what arrived, and so is every pending window before it: a source that
+never reports (its partition wedged, its state lost) holds the features back by
+that long at most, not forever. Its partials arriving after that are dropped as
+those of a merged window are (``duplicates``).
 
 A partial of a window already merged (a source replaying after a restart from
 an older checkpoint) is counted in ``duplicates`` and dropped: the window's
@@ -26,6 +31,8 @@ from bgp_orchestrator.sessionstats.partials import Partial, merge_rows
 class MergedWindow:
     start: int
     rows: list[dict[str, Any]]
+    #: False: merged on the timeout, without some source's partial
+    complete: bool = True
 
 
 @dataclass
@@ -43,8 +50,11 @@ class SessionMerger:
     #: (offset, window start or None) of the records not yet done
     records: deque[tuple[int, int | None]] = field(default_factory=deque)
     next_offset: int | None = None
+    #: window start -> clock reading when its first partial arrived (not saved: a
+    #: restored merger waits the timeout again)
+    waiting_since: dict[int, float] = field(default_factory=dict)
 
-    def offer(self, offset: int, partial: Partial) -> None:
+    def offer(self, offset: int, partial: Partial, now: float | None = None) -> None:
         self.next_offset = offset + 1
         if self.sources is None or partial.sources != self.sources:
             # The updates topic's partition count (grown: the new sources report too).
@@ -59,6 +69,8 @@ class SessionMerger:
             self.duplicates += 1
             return
         self.pending.setdefault(window, {})[partial.source] = partial.rows
+        if now is not None:
+            self.waiting_since.setdefault(window, now)
         self.records.append((offset, window))
 
     def complete_until(self) -> int | None:
@@ -67,17 +79,30 @@ class SessionMerger:
             return None
         return min(self.reported[s] for s in range(self.sources))
 
-    def ready(self) -> list[MergedWindow]:
-        """Merge every pending window all sources have reported, oldest first."""
+    def ready(self, now: float | None = None, timeout_s: float | None = None) -> list[MergedWindow]:
+        """Merge every pending window all sources have reported, oldest first; with a
+        clock reading and a timeout, also those waiting for longer (and the ones before)."""
         until = self.complete_until()
-        if until is None:
+        limit = until
+        if now is not None and timeout_s is not None:
+            for start in self.pending:
+                since = self.waiting_since.setdefault(start, now)
+                if now - since >= timeout_s and (limit is None or start + self.window_s > limit):
+                    limit = start + self.window_s
+        if limit is None:
             return []
         out = []
-        for start in sorted(w for w in self.pending if w + self.window_s <= until):
+        for start in sorted(w for w in self.pending if w + self.window_s <= limit):
             sources = self.pending.pop(start)
-            out.append(MergedWindow(start, merge_rows(start, sources.values())))
+            self.waiting_since.pop(start, None)
+            complete = until is not None and start + self.window_s <= until
+            out.append(MergedWindow(start, merge_rows(start, sources.values()), complete))
             self.merged_until = start
         return out
+
+    def reported_until(self) -> int | None:
+        """The furthest any source has reported (None: none yet)."""
+        return max(self.reported.values(), default=None)
 
     def committable(self) -> int | None:
         done = self.merged_until

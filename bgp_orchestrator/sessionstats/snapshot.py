@@ -12,8 +12,11 @@ Two kinds of state, each saved per partition with the offset it reflects
   other sources) and the hour of window rows :class:`~bgp_orchestrator.flaps.live.LiveFeatures`
   looks back on — what keeps the 1-hour features going across a restart.
 
-Clock readings are not saved: a restored stream's event clock restarts from
-the restoring process's clock.
+Clock readings are not saved (a monotonic clock means nothing in another
+process), but how long a stream had been quiet when it was saved is: a
+restored stream's event clock goes on from there on the restoring process's
+clock, so a stream that stopped still gets its last windows closed however
+often its partitions move meanwhile.
 """
 
 from __future__ import annotations
@@ -82,9 +85,13 @@ def _load_sessions(aggregator: WindowAggregator, data: list[Any]) -> None:
         aggregator._sessions[key] = session
 
 
-def dump_stream(stream: WindowStream) -> bytes:
-    """One partition's window stream (it must hold one partition only)."""
+def dump_stream(stream: WindowStream, now: float | None = None) -> bytes:
+    """One partition's window stream (it must hold one partition only); ``now``: the
+    clock the stream was offered updates with (how long it has been quiet is saved)."""
     agg = stream.aggregator
+    quiet = (
+        max(0.0, now - stream._newest_at) if now is not None and stream._newest is not None else 0.0
+    )
     return _pack(
         [
             STREAM_FORMAT,
@@ -97,6 +104,7 @@ def dump_stream(stream: WindowStream) -> bytes:
             [[p, [list(r) for r in records]] for p, records in stream._records.items()],
             list(stream._next.items()),
             [[k[0], k[1], k[2], w] for k, w in stream._events.items()],
+            quiet,
         ]
     )
 
@@ -113,7 +121,9 @@ def load_stream(data: bytes, now: float) -> WindowStream:
         records,
         next_,
         events,
+        *rest,
     ) = _unpack(data, STREAM_FORMAT)
+    quiet = float(rest[0]) if rest else 0.0  # checkpoints saved before it was kept: 0
     stream = WindowStream(int(window_s), float(grace_s), skip_until=skip_until)
     stream.aggregator = WindowAggregator(int(window_s), origin_sets=True)
     stream.open = open_
@@ -125,7 +135,7 @@ def load_stream(data: bytes, now: float) -> WindowStream:
     stream._pending = codec.decode_batch(pending)
     stream.latest = {int(p): float(t) for p, t in latest}
     stream._newest = newest
-    stream._newest_at = now
+    stream._newest_at = now - quiet
     stream._records = {int(p): deque((int(o), int(w)) for o, w in rs) for p, rs in records}
     stream._next = {int(p): int(o) for p, o in next_}
     stream._events = {(int(k), float(t), str(peer)): int(w) for k, t, peer, w in events}

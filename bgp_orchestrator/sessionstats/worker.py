@@ -5,15 +5,19 @@ consume loop, run in every replica (:class:`SessionStatsWorker`):
 
 1. **Partials** (group :attr:`Settings.session_stats_group`, on ``bgp.updates``):
    each partition's updates are windowed on that partition's own event time
-   (:class:`~.stream.WindowStream`, one per partition). A session's prefixes are
-   spread over the partitions but each prefix lives on one, so a partition's
-   counts of a window are a *partial* of the session's (:mod:`.partials`). For
+   (:class:`~.stream.WindowStream`, one per partition; while a partition is caught
+   up, its event time runs on with the replica's clock, so every turn of the loop
+   closes the windows of a stream that stopped, grace seconds after their end).
+   A session's prefixes are spread over the partitions but each prefix lives on
+   one, so a partition's counts of a window are a *partial* of the session's
+   (:mod:`.partials`). For
    every closed window it sends one record to every partition of the
    session-windows topic, with the partial rows of the sessions mapped there,
    and waits for the broker's acknowledgement before the window's records may
    be committed.
 2. **Merge** (group :attr:`Settings.session_merge_group`, on the session-windows
-   topic): once every source partition has reported a window
+   topic): once every source partition has reported a window, or on the
+   timeout (:attr:`Settings.session_merge_timeout_s`) when one never does
    (:class:`~.merge.SessionMerger`), its partials are summed into the session's
    rows, which give the metric points (``submit`` to the point sink) and the
    flap features (:class:`~bgp_orchestrator.flaps.live.LiveFeatureWriter`, one
@@ -103,6 +107,7 @@ class SessionStatsCounters:
     heartbeats: int = 0
     duplicate_partials: int = 0  # partials of windows already merged (a replay)
     windows_closed: int = 0  # (session-windows partition, window) pairs handed over
+    windows_timed_out: int = 0  # of those, merged on the timeout without every source
     rows_written: int = 0
     points_submitted: int = 0
     commits: int = 0
@@ -168,15 +173,16 @@ def _path_element(element: object) -> bool:
     return isinstance(element, int)
 
 
-def _lagging(loop: ConsumeLoop) -> set[int]:
-    """Assigned partitions that have not delivered everything they hold."""
-    return {
-        p
-        for p, progress in loop.partitions.items()
-        if progress.highwater is None
-        or progress.position is None
-        or progress.position < progress.highwater
-    }
+def _lagging(loop: ConsumeLoop, log_starts: Mapping[int, int]) -> set[int]:
+    """Assigned partitions that have not delivered everything they hold. A partition not
+    read from yet is at the beginning of its log (``log_starts``): one whose log is empty
+    is caught up, not lagging forever (it must send heartbeats, or no window is merged)."""
+    out = set()
+    for p, progress in loop.partitions.items():
+        position = progress.position if progress.position is not None else log_starts.get(p)
+        if progress.highwater is None or position is None or position < progress.highwater:
+            out.add(p)
+    return out
 
 
 class _Checkpointing(ABC):
@@ -270,6 +276,7 @@ class PartialStage(_Checkpointing):
         self._closing: deque[tuple[int, ClosedWindow]] = deque()
         self._heartbeat_until: dict[int, int] = {}
         self._heartbeat_at = 0.0
+        self._log_starts: dict[int, int] = {}  # where each partition's log began when assigned
         self.loop = ConsumeLoop(
             self,
             lambda: update_stream_consumer(
@@ -287,7 +294,7 @@ class PartialStage(_Checkpointing):
         return {p for p, _ in self._closing}
 
     def _dump(self, partition: int) -> bytes:
-        return dump_stream(self.streams[partition])
+        return dump_stream(self.streams[partition], self.worker.clock())
 
     async def assign(
         self, partitions: Sequence[int], logs: Mapping[int, LogInfo]
@@ -306,6 +313,7 @@ class PartialStage(_Checkpointing):
                     self.positions.pop(p, None)
             restored[p] = stream
             starts[p] = start
+            self._log_starts[p] = logs[p].start
         self.streams.update(restored)
         return starts
 
@@ -321,6 +329,7 @@ class PartialStage(_Checkpointing):
             self.positions.pop(p, None)
             self._checkpointed.pop(p, None)
             self._heartbeat_until.pop(p, None)
+            self._log_starts.pop(p, None)
         self._closing = deque((p, w) for p, w in self._closing if p not in partitions)
 
     async def process(self, batch: Mapping[int, Sequence[Any]]) -> None:
@@ -359,7 +368,7 @@ class PartialStage(_Checkpointing):
     async def store(self, commit_due: bool) -> None:
         await self.worker.dead.flush()
         now = self.worker.clock()
-        lagging = _lagging(self.loop)
+        lagging = _lagging(self.loop, self._log_starts)
         # A caught-up partition's event time follows the newest of this replica's (the
         # others' updates tell how far the stream is: its own may simply be quiet).
         marks = [m for s in self.streams.values() if (m := s.watermark([], now)) is not None]
@@ -373,6 +382,11 @@ class PartialStage(_Checkpointing):
             self._closing.popleft()
             self.counters.partial_windows += 1
             self.worker.heap.settled()  # the route tables live on
+        if mark is None:
+            # No partition of this replica has carried an update: the event time the
+            # merge stage has seen the other sources report is how far the stream is.
+            reported = self.worker.merge.reported_until()
+            mark = None if reported is None else reported + self.worker.grace_s
         await self._heartbeats(lagging, mark, now)
         if commit_due:
             await self._save_due()
@@ -508,6 +522,7 @@ class MergeStage(_Checkpointing):
 
     async def process(self, batch: Mapping[int, Sequence[Any]]) -> None:
         topic = self.settings.session_windows_topic
+        now = self.worker.clock()
         for partition, records in batch.items():
             merger = self.mergers[partition]
             for record in records:
@@ -521,13 +536,25 @@ class MergeStage(_Checkpointing):
                         )
                     )
                     continue
-                merger.offer(record.offset, partial)
+                merger.offer(record.offset, partial, now)
             self.positions[partition] = records[-1].offset + 1
 
     async def store(self, commit_due: bool) -> None:
         await self.worker.dead.flush()
+        now, timeout_s = self.worker.clock(), self.settings.session_merge_timeout_s
         for p, merger in self.mergers.items():
-            for window in merger.ready():
+            for window in merger.ready(now, timeout_s):
+                if not window.complete:
+                    self.counters.windows_timed_out += 1
+                    log.warning(
+                        "%s: window %d of partition %d merged after %.0fs without every "
+                        "source's partial (sources reported: %s)",
+                        self.name,
+                        window.start,
+                        p,
+                        timeout_s,
+                        merger.reported,
+                    )
                 self._closing.append((p, window))
         while self._closing:
             p, window = self._closing[0]
@@ -551,6 +578,13 @@ class MergeStage(_Checkpointing):
 
     def held(self) -> set[int]:
         return set()
+
+    def reported_until(self) -> int | None:
+        """The furthest event time any source reported to this replica's partitions."""
+        return max(
+            (u for m in self.mergers.values() if (u := m.reported_until()) is not None),
+            default=None,
+        )
 
     async def _hand_over(self, partition: int, window: MergedWindow) -> None:
         points = window_points(window.rows, self.window_s)
@@ -607,7 +641,7 @@ class SessionStatsWorker:
         bootstrap_servers: str,
         *,
         name: str = "session-stats",
-        grace_s: float = 15.0,
+        grace_s: float | None = None,
         max_records: int = 1000,
         poll_ms: int = 200,
         clock: Callable[[], float] = time.monotonic,
@@ -626,7 +660,7 @@ class SessionStatsWorker:
         self.bootstrap = bootstrap_servers
         self.name = name
         self.token = f"{name}-{uuid.uuid4().hex[:8]}"
-        self.grace_s = grace_s
+        self.grace_s = settings.session_stats_grace_s if grace_s is None else grace_s
         self.clock = clock
         self.window_s = settings.flap_window_s
         self.counters = SessionStatsCounters()
