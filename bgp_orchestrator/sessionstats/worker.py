@@ -226,6 +226,9 @@ class _Checkpointing(ABC):
             return False
         self.counters.checkpoints_saved += 1
         self._checkpointed[partition] = position
+        # Records of the open window stay uncommitted until it closes (a window or
+        # more); the checkpoint holds them, so the partition is progressing, not stalled.
+        self.loop.stored(partition, position)
         return True
 
     async def _save_due(self) -> None:

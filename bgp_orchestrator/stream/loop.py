@@ -474,6 +474,13 @@ class ConsumeLoop:
                 progress.committed_to(offset, now)
         await self._publish(force=True)
 
+    def stored(self, partition: int, offset: int) -> None:
+        """The processor stored its work on ``partition`` up to ``offset`` durably, in a
+        checkpoint rather than by a commit: the partition progresses (no stall)."""
+        progress = self.partitions.get(partition)
+        if progress is not None:
+            progress.stored_to(offset)
+
     # --- holding partitions -----------------------------------------------------------
 
     def _hold(self) -> None:

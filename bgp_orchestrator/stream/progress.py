@@ -1,7 +1,8 @@
 """Per-partition progress of a consumer group: lag, last progress, stalls.
 
 A partition *progresses* when its committed offset moves: its work up to
-there is durably stored. It is *stalled* when it has lag (records after the
+there is durably stored (or when a processor that commits late, e.g. after a
+window closed, stored its state up to a newer offset in a checkpoint). It is *stalled* when it has lag (records after the
 committed offset) and has not progressed for ``stall_after_s``. The loop
 keeps one :class:`PartitionProgress` per assigned partition (its health check
 and metrics read them) and publishes them to Redis through
@@ -33,6 +34,8 @@ class PartitionProgress:
     highwater: int | None = None
     #: "loading" (state being restored, paused), "running", "paused" (back-pressure)
     state: str = "loading"
+    #: next offset after the last checkpoint that holds the work without a commit
+    stored: int | None = None
     #: wall-clock time of the last progress (assignment counts as progress)
     progress_at: float = field(default_factory=time.time)
 
@@ -58,6 +61,14 @@ class PartitionProgress:
         if self.lag == 0:
             self.progress_at = now or time.time()
         self.highwater = end
+
+    def stored_to(self, offset: int, now: float | None = None) -> None:
+        """The work up to ``offset`` is durably stored without a commit (a checkpoint
+        of state that still holds records, e.g. the open window of session stats, which
+        commits only once the window closed): progress, though the lag remains."""
+        if self.stored is None or offset > self.stored:
+            self.stored = offset
+            self.progress_at = now or time.time()
 
     def committed_to(self, offset: int, now: float | None = None) -> None:
         if self.committed is None or offset > self.committed:

@@ -231,3 +231,29 @@ def test_a_window_a_source_never_reports_is_merged_on_the_timeout() -> None:
     merger.offer(1, wire.decode(wire.encode_window(1, 2, T0, W, [row])), now=800.0)
     assert merger.ready(now=800.0, timeout_s=600) == [] and merger.duplicates == 1
     assert merger.committable() == 2
+
+
+async def test_an_open_window_checkpointed_is_progress_not_a_stall(tmp_path: Path) -> None:
+    """Live traffic keeps a window open for its 300 s (its records stay uncommitted
+    until it closes): the checkpoints that hold them count as progress, so the stall
+    check (60 s) does not fail the replica's health every window."""
+    clock = Clock()
+    w, _ = worker(tmp_path, clock)
+    loop = w.partials.loop
+    await assign(loop, w.partials, range(PARTITIONS))
+    records = {p: r[:5] for p, r in stream_updates().items()}  # all within window 0
+    await deliver(loop, w.partials, records)
+    for p, r in records.items():
+        progress = loop.partitions[p]
+        progress.committed = 0  # nothing committed: the window is open
+        progress.highwater = len(r) + 3  # and more records wait
+        progress.progress_at -= 120  # and the last progress was two minutes ago
+    assert w.partials.committable() == {p: 0 for p in records}  # the window is open
+    assert len([h for h in loop.health() if "stalled" in h]) == CARRYING
+
+    clock.now += w.settings.session_stats_checkpoint_s + 1
+    await w.partials.store(commit_due=True)  # the checkpoint is due: saved
+    assert w.counters.checkpoints_saved >= CARRYING
+    assert not [h for h in loop.health() if "stalled" in h]
+    for p, r in records.items():
+        assert loop.partitions[p].stored == len(r) and loop.partitions[p].lag == 3 + len(r)
