@@ -2,8 +2,9 @@
 
 A partition *progresses* when its committed offset moves: its work up to
 there is durably stored (or when a processor that commits late, e.g. after a
-window closed, stored its state up to a newer offset in a checkpoint). It is *stalled* when it has lag (records after the
-committed offset) and has not progressed for ``stall_after_s``. The loop
+window closed, stored its state up to a newer offset in a checkpoint). It is
+*stalled* when it has lag (records after the committed offset) and has not
+progressed for ``stall_after_s``. The loop
 keeps one :class:`PartitionProgress` per assigned partition (its health check
 and metrics read them) and publishes them to Redis through
 :class:`ProgressStore`, where ``bgpo status`` reads them beside the group's
