@@ -638,7 +638,8 @@ async def create_inventory(api_url: str, labels: dict[str, Any]) -> dict[str, in
     async with httpx.AsyncClient(base_url=api_url, timeout=30) as client:
 
         async def post(path: str, body: dict[str, Any], tenant: str | None = None) -> Any:
-            headers = {"X-Tenant": tenant} if tenant else {}
+            # the development API on loopback: a tenant's admin, or the platform admin
+            headers = {"X-Tenant": tenant} if tenant else {"X-Role": "platform-admin"}
             response = await client.post(path, json=body, headers=headers)
             if response.status_code != 201:
                 raise SystemExit(f"POST {path} {body} -> {response.status_code}: {response.text}")

@@ -58,6 +58,17 @@ def parse_net(text: str) -> Net:
     return _new(Net, (afi, value, length))
 
 
+def parse_canonical(text: str) -> tuple[Net, str]:
+    """:func:`parse_net` and :func:`format_net` of its result in one go. An IPv4
+    address ``inet_pton`` accepts is already canonical (four decimal octets, no
+    leading zeros), so only its length is written again; IPv6 is formatted."""
+    net = parse_net(text)
+    if net.afi == 4:
+        address = text.partition("/")[0]
+        return net, f"{address}/{net.length}"
+    return net, format_net(net)
+
+
 def format_net(net: Net) -> str:
     if net.afi == 4:
         return f"{socket.inet_ntop(_INET, net.value.to_bytes(4, 'big'))}/{net.length}"

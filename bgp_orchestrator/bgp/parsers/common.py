@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bgp_orchestrator.bgp.prefix import format_net, parse_net, remember_bucket
+from bgp_orchestrator.bgp.prefix import parse_canonical, remember_bucket
 from bgp_orchestrator.bgp.recent import Recent
 from bgp_orchestrator.bgp.update import AsPath, AsPathElement
 from bgp_orchestrator.errors import BgpoError
@@ -53,10 +53,9 @@ def canonical_prefix(text: object) -> str:
     elif not isinstance(text, str):
         raise Malformed("invalid-prefix", f"prefix must be a string, got {type(text).__name__}")
     try:
-        net = parse_net(text.strip())
+        net, canonical = parse_canonical(text.strip())
     except ValueError as exc:
         raise Malformed("invalid-prefix", str(exc), "prefix", text) from None
-    canonical = format_net(net)
     remember_bucket(canonical, net)  # the publisher's partition key, while it is at hand
     if type(text) is str:  # a str subclass may hash or compare differently: not remembered
         # the input object when it is already canonical: one string for both

@@ -7,6 +7,7 @@ from bgp_orchestrator.bgp.prefix import (
     bucket_of,
     covers,
     format_net,
+    parse_canonical,
     parse_net,
     partition_for,
 )
@@ -109,3 +110,28 @@ def test_partitions_are_the_same_from_the_cache_and_from_scratch() -> None:
         canonical_prefix(text)  # parsing fills the hash cache the publisher reads
         assert Partitioner(8).hashes.young.get(text) is not None
         assert partition_for(text, 8) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "192.0.2.0/24",
+        "192.0.2.0/024",
+        "0.0.0.0/0",
+        "255.255.255.255/32",
+        "2001:DB8::/32",
+        "2001:0db8:0000::/48",
+        "::/0",
+        "::ffff:192.0.2.0/120",
+    ],
+)
+def test_parse_canonical_is_parse_then_format(text: str) -> None:
+    net, canonical = parse_canonical(text)
+    assert net == parse_net(text)
+    assert canonical == format_net(net)
+
+
+@pytest.mark.parametrize("text", ["01.2.3.0/24", "1.2.3/24", "1.2.3.0/33", "1.2.3.1/24", "x/8"])
+def test_parse_canonical_refuses_what_parse_net_refuses(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_canonical(text)
