@@ -16,7 +16,7 @@ import pandas as pd
 from bgp_orchestrator.anomaly.band import Band, band_from_expected
 from bgp_orchestrator.anomaly.detect import Anomaly, find_anomalies
 from bgp_orchestrator.anomaly.engines import FitParams, expected_values
-from bgp_orchestrator.anomaly.prepare import Prepared, Skipped, prepare
+from bgp_orchestrator.anomaly.prepare import Prepared, Skipped, prepare_many
 from bgp_orchestrator.anomaly.series import BAND_METRICS, MetricPoint, SeriesKey
 
 POINT_COLUMNS = ("metric", "session", "peer_asn", "timestamp", "value")
@@ -41,38 +41,32 @@ def prepare_frame(frame: pd.DataFrame, params: FitParams) -> list[Prepared | Ski
     ordered = frame.sort_values(["metric", "session", "timestamp"], kind="stable")
     keys = ordered["metric"].astype(str) + "/" + ordered["session"].astype(str)
     codes, names = pd.factorize(keys, sort=False)
-    bounds = np.flatnonzero(np.diff(codes)) + 1
-    starts = np.concatenate([[0], bounds])
-    stops = np.concatenate([bounds, [len(ordered)]])
-    timestamps = ordered["timestamp"]
-    values = ordered["value"]
     asns = ordered["peer_asn"].to_numpy()
-    out: list[Prepared | Skipped] = []
-    for number, (lo, hi) in enumerate(zip(starts, stops, strict=True)):
-        out.append(
-            prepare(
-                str(names[number]),
-                int(asns[lo]),
-                timestamps.iloc[lo:hi],
-                values.iloc[lo:hi],
-                resolution=params.resolution,
-                season_length=params.season_length,
-            )
-        )
-    return out
+    first_of = np.searchsorted(codes, np.arange(len(names)))
+    return prepare_many(
+        [str(n) for n in names],
+        asns[first_of],
+        codes,
+        pd.DatetimeIndex(ordered["timestamp"]),
+        ordered["value"].to_numpy(np.float64),
+        resolution=params.resolution,
+        season_length=params.season_length,
+    )
 
 
 def _band_points(item: Prepared, band: Band, last: int) -> list[MetricPoint]:
     key = SeriesKey.parse(item.series_id)
     labels = (("series_metric", key.metric),)
     points: list[MetricPoint] = []
-    seconds = item.index.asi8 // 1_000_000_000
+    seconds = (item.index.asi8[-last:] // 1_000_000_000).astype(np.float64)
     for name, array in zip(BAND_METRICS, (band.expected, band.lower, band.upper), strict=True):
-        for ts, value in zip(seconds[-last:], array[-last:], strict=True):
-            if np.isfinite(value):
-                points.append(
-                    MetricPoint(name, key.session, item.peer_asn, float(ts), float(value), labels)
-                )
+        tail = array[-last:]
+        keep = np.isfinite(tail)
+        session, asn = key.session, item.peer_asn
+        points.extend(
+            MetricPoint(name, session, asn, ts, value, labels)
+            for ts, value in zip(seconds[keep].tolist(), tail[keep].tolist(), strict=True)
+        )
     return points
 
 
