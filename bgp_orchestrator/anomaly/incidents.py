@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -154,3 +155,36 @@ def evaluate(case: Case, detector: str) -> Outcome:
     seconds = round(time.perf_counter() - started, 2)
     scores = event_scores(flags, case.labels, step_s=case.step_s, first=case.first)
     return Outcome(case.name, detector, scores, seconds)
+
+
+def cases(data_dir: Path) -> list[Case]:
+    """Slammer (when present) and every MRT set of the shared data folder."""
+    from bgp_orchestrator.anomaly import mrtsets, slammer
+
+    out = [from_realset(s) for s in mrtsets.load_all(data_dir)]
+    path = data_dir / "anomaly" / "slammer-2003.csv"
+    if path.exists():
+        out.insert(0, from_slammer(slammer.load(path)))
+    return out
+
+
+def pooled(outcomes: list[Outcome]) -> dict[str, Any]:
+    """One detector's figures over several cases: incidents detected of all,
+    the median of every detection delay, false events per day of scored time
+    (the sum over cases, each case one collector)."""
+    incidents = sum(o.scores.incidents for o in outcomes)
+    detected = sum(o.scores.detected for o in outcomes)
+    delays = [d for o in outcomes for d in o.scores.delays_min]
+    days = sum(o.scores.days for o in outcomes)
+    false_events = sum(o.scores.false_events for o in outcomes)
+    return {
+        "incidents": incidents,
+        "detected": detected,
+        "event_recall": round(detected / incidents, 4) if incidents else 0.0,
+        "median_delay_min": round(float(np.median(delays)), 4) if delays else None,
+        "max_delay_min": max(delays) if delays else None,
+        "false_events": false_events,
+        "days": round(days, 4),
+        "false_events_per_day": round(false_events / days, 3) if days else 0.0,
+        "seconds": round(sum(o.seconds for o in outcomes), 1),
+    }
