@@ -58,14 +58,14 @@ class Case:
 
 #: The trailing detector's settings, the same on every case but for the
 #: baseline's length and span: chosen by measurement over Slammer and the MRT
-#: sets together (k 3.5-5, spread floor 0.5-0.75, persistence 1-3 tried; k 4,
-#: floor 0.5, 3 steps kept every volume-visible incident with the fewest false
-#: events; the grid is in the README's anomaly section).
+#: sets together (k 3.5-5, spread floor 0.5-0.75, persistence 1-3 tried; k 5,
+#: floor 0.5, 3 steps kept every incident the volumes show with the fewest
+#: false events; the grid is in bench/README.md).
 MRT_TRAILING = TrailingParams(
-    window=30, min_history=6, k=4.0, min_series=1, min_sigma=0.5, span=3, persist=3
+    window=30, min_history=6, k=5.0, min_series=1, min_sigma=0.5, span=3, persist=3
 )
 SLAMMER_TRAILING = TrailingParams(
-    window=60, min_history=30, k=4.0, min_series=1, min_sigma=0.5, persist=3
+    window=60, min_history=30, k=5.0, min_series=1, min_sigma=0.5, persist=3
 )
 #: Peers out of their own baselines at once for the per-peer view to flag a step.
 PEERS_TOGETHER = 3
