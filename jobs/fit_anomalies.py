@@ -192,8 +192,11 @@ def run(
     try:
         work = chunks(sessions)
         if work:
-            items = ray.data.from_items([{**c, "run_id": run_id} for c in work])
-            ds = items.repartition(len(work)).map_batches(
+            # one block per bucket from the start: no repartition stage before the fits
+            items = ray.data.from_items(
+                [{**c, "run_id": run_id} for c in work], override_num_blocks=len(work)
+            )
+            ds = items.map_batches(
                 FitChunk,
                 fn_constructor_kwargs={
                     "params": params.as_dict(),

@@ -46,6 +46,10 @@ class FitParams:
     k: float = 3.0  # band half-width in sigmas
     alpha: float = 0.05  # smoothing of seasonal_es (bench: F1 0.93 at 0.05, 0.89 at 0.1)
     resolution_s: int = 3600
+    #: Refit the series that had anomalies with their flagged points replaced by
+    #: the expected values, so an incident of hours or days is judged against the
+    #: normal before it instead of being learnt as the new normal.
+    clean: bool = True
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:

@@ -7,17 +7,18 @@ Ray-free and synchronous: the fitting job runs it in Ray Data tasks, the API's
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 import numpy as np
 import pandas as pd
 
 from bgp_orchestrator.anomaly.band import Band, band_from_expected
-from bgp_orchestrator.anomaly.detect import Anomaly, find_anomalies
+from bgp_orchestrator.anomaly.detect import SEVERITIES, Anomaly, find_anomalies
 from bgp_orchestrator.anomaly.engines import FitParams, expected_values
-from bgp_orchestrator.anomaly.prepare import Prepared, Skipped, prepare
+from bgp_orchestrator.anomaly.prepare import Prepared, Skipped, prepare_many
 from bgp_orchestrator.anomaly.series import BAND_METRICS, MetricPoint, SeriesKey
+from bgp_orchestrator.anomaly.trailing import severity_of_count
 
 POINT_COLUMNS = ("metric", "session", "peer_asn", "timestamp", "value")
 
@@ -41,39 +42,86 @@ def prepare_frame(frame: pd.DataFrame, params: FitParams) -> list[Prepared | Ski
     ordered = frame.sort_values(["metric", "session", "timestamp"], kind="stable")
     keys = ordered["metric"].astype(str) + "/" + ordered["session"].astype(str)
     codes, names = pd.factorize(keys, sort=False)
-    bounds = np.flatnonzero(np.diff(codes)) + 1
-    starts = np.concatenate([[0], bounds])
-    stops = np.concatenate([bounds, [len(ordered)]])
-    timestamps = ordered["timestamp"]
-    values = ordered["value"]
     asns = ordered["peer_asn"].to_numpy()
-    out: list[Prepared | Skipped] = []
-    for number, (lo, hi) in enumerate(zip(starts, stops, strict=True)):
-        out.append(
-            prepare(
-                str(names[number]),
-                int(asns[lo]),
-                timestamps.iloc[lo:hi],
-                values.iloc[lo:hi],
-                resolution=params.resolution,
-                season_length=params.season_length,
-            )
-        )
-    return out
+    first_of = np.searchsorted(codes, np.arange(len(names)))
+    return prepare_many(
+        [str(n) for n in names],
+        asns[first_of],
+        codes,
+        pd.DatetimeIndex(ordered["timestamp"]),
+        ordered["value"].to_numpy(np.float64),
+        resolution=params.resolution,
+        season_length=params.season_length,
+    )
 
 
 def _band_points(item: Prepared, band: Band, last: int) -> list[MetricPoint]:
     key = SeriesKey.parse(item.series_id)
     labels = (("series_metric", key.metric),)
     points: list[MetricPoint] = []
-    seconds = item.index.asi8 // 1_000_000_000
+    seconds = (item.index.asi8[-last:] // 1_000_000_000).astype(np.float64)
     for name, array in zip(BAND_METRICS, (band.expected, band.lower, band.upper), strict=True):
-        for ts, value in zip(seconds[-last:], array[-last:], strict=True):
-            if np.isfinite(value):
-                points.append(
-                    MetricPoint(name, key.session, item.peer_asn, float(ts), float(value), labels)
-                )
+        tail = array[-last:]
+        keep = np.isfinite(tail)
+        session, asn = key.session, item.peer_asn
+        points.extend(
+            MetricPoint(name, session, asn, ts, value, labels)
+            for ts, value in zip(seconds[keep].tolist(), tail[keep].tolist(), strict=True)
+        )
     return points
+
+
+#: Series of one metric in a chunk from which a share of them moving together
+#: raises the severity (fewer and one odd series would read as "all of them").
+SPREAD_MIN_SERIES = 8
+
+
+def _cleaned_bands(
+    prepared: list[Prepared], bands: dict[str, Band], params: FitParams
+) -> dict[str, Band]:
+    """Bands of the series that had anomalies, refitted on their history with
+    the flagged points replaced by the expected values (see ``FitParams.clean``)."""
+    dirty: list[Prepared] = []
+    for item in prepared:
+        band = bands[item.series_id]
+        flags = band.flags(item.values) & np.isfinite(band.expected)
+        if flags.any():
+            values = item.values.copy()
+            values[flags] = band.expected[flags]
+            dirty.append(replace(item, values=values))
+    if not dirty:
+        return bands
+    refit = expected_values(dirty, params)
+    out = dict(bands)
+    originals = {item.series_id: item for item in prepared}
+    for item in dirty:
+        actual = originals[item.series_id].values
+        out[item.series_id] = band_from_expected(actual, refit[item.series_id], params.k)
+    return out
+
+
+def _with_spread(anomalies: list[Anomaly], fitted: Counter[str]) -> list[Anomaly]:
+    """Severity raised by how many series of the same metric were anomalous at an
+    anomaly's peak (:func:`~bgp_orchestrator.anomaly.trailing.severity_of_count`
+    of the chunk's fitted series): many sessions moving at once is an incident
+    even when each one moves a little."""
+    by_metric: dict[str, list[int]] = {}
+    for number, a in enumerate(anomalies):
+        by_metric.setdefault(a.metric, []).append(number)
+    out = list(anomalies)
+    for metric, numbers in by_metric.items():
+        total = fitted[metric]
+        if total < SPREAD_MIN_SERIES:
+            continue
+        starts = np.sort([anomalies[n].start_at.timestamp() for n in numbers])
+        ends = np.sort([anomalies[n].end_at.timestamp() for n in numbers])
+        for n in numbers:
+            peak = anomalies[n].peak_at.timestamp()
+            moved = int(np.searchsorted(starts, peak, "right") - np.searchsorted(ends, peak))
+            spread = severity_of_count(moved, total)
+            if SEVERITIES.index(spread) > SEVERITIES.index(anomalies[n].severity):
+                out[n] = replace(anomalies[n], severity=spread)
+    return out
 
 
 def fit_frame(
@@ -93,10 +141,19 @@ def fit_frame(
         else:
             prepared.append(item)
     expected = expected_values(prepared, params)
+    bands = {
+        item.series_id: band_from_expected(item.values, expected[item.series_id], params.k)
+        for item in prepared
+    }
+    if params.clean:
+        bands = _cleaned_bands(prepared, bands, params)
+    fitted: Counter[str] = Counter()
     for item in prepared:
-        band = band_from_expected(item.values, expected[item.series_id], params.k)
+        band = bands[item.series_id]
+        fitted[SeriesKey.parse(item.series_id).metric] += 1
         result.anomalies.extend(find_anomalies(item, band, since=since))
         if band_points:
             result.bands.extend(_band_points(item, band, band_points))
+    result.anomalies = _with_spread(result.anomalies, fitted)
     result.fitted = len(prepared)
     return result

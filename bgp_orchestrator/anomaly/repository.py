@@ -173,6 +173,27 @@ def _record(a: Anomaly, engine: str, run_id: int | None) -> tuple[Any, ...]:
     )
 
 
+#: From this many anomalies on, :func:`store` copies them in (one ``COPY`` into a
+#: temporary table, one upsert from it) instead of one INSERT each.
+COPY_FROM = 50
+_COPY_COLUMNS = (
+    "run_id", "metric", "session", "peer_asn", "start_at", "end_at", "points", "peak_at",
+    "score", "actual", "expected", "lower_bound", "upper_bound", "direction", "severity",
+    "engine", "series_window",
+)  # fmt: skip
+
+
+_INCOMING = """
+    CREATE TEMPORARY TABLE IF NOT EXISTS anomalies_incoming (
+        run_id bigint, metric text, session text, peer_asn bigint, start_at timestamptz,
+        end_at timestamptz, points integer, peak_at timestamptz, score double precision,
+        actual double precision, expected double precision, lower_bound double precision,
+        upper_bound double precision, direction text, severity text, engine text,
+        series_window jsonb
+    ) ON COMMIT DELETE ROWS
+"""
+
+
 async def store(
     conn: asyncpg.Connection, anomalies: Sequence[Anomaly], *, engine: str, run_id: int | None
 ) -> int:
@@ -180,9 +201,24 @@ async def store(
     what the newer fit saw (it may have grown). Returns how many rows were written."""
     if not anomalies:
         return 0
+    records = [_record(a, engine, run_id) for a in anomalies]
     async with conn.transaction():
-        await conn.executemany(_UPSERT, [_record(a, engine, run_id) for a in anomalies])
-    return len(anomalies)
+        if len(records) < COPY_FROM:
+            await conn.executemany(_UPSERT, records)
+            return len(records)
+        await conn.execute(_INCOMING)
+        await conn.copy_records_to_table(
+            "anomalies_incoming", records=records, columns=_COPY_COLUMNS
+        )
+        columns = ", ".join(_COPY_COLUMNS)
+        # one row per (series, start): an upsert may not touch a row twice
+        await conn.execute(
+            f"INSERT INTO anomalies ({columns}) "
+            f"SELECT DISTINCT ON (metric, session, start_at) {columns} "
+            "FROM anomalies_incoming ORDER BY metric, session, start_at, end_at DESC "
+            + _UPSERT[_UPSERT.index("ON CONFLICT") :]
+        )
+    return len(records)
 
 
 async def store_returning_ids(

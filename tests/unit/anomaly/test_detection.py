@@ -144,3 +144,32 @@ def test_point_scores() -> None:
     assert (s.true_positives, s.false_positives, s.false_negatives) == (2, 1, 1)
     assert s.precision == pytest.approx(2 / 3, abs=1e-4) and s.f1 == pytest.approx(2 / 3, abs=1e-4)
     assert point_scores(np.zeros(3, bool), np.ones(3, bool)).f1 == 0.0
+
+
+def test_a_long_incident_stays_anomalous_when_the_fit_is_cleaned() -> None:
+    from dataclasses import replace
+
+    data = generate(1, days=14, anomalies_per_series=0, seed=8)
+    frame = data.long_frame("bgpo_session_update_rate")
+    shift_from = data.index[14 * 24 - 32]
+    frame.loc[frame["timestamp"] >= shift_from, "value"] *= 4  # the last 32 hours
+    hours = lambda result: sum(a.points for a in result.anomalies)  # noqa: E731
+    quick = FitParams(alpha=0.5)  # a model that adapts fast learns an incident fast
+    learnt = fit_frame(frame, replace(quick, clean=False))
+    cleaned = fit_frame(frame, quick)
+    assert hours(cleaned) > hours(learnt)  # the second day looked normal to it
+
+
+def test_many_sessions_moving_at_once_raise_the_severity() -> None:
+    data = generate(12, days=4, anomalies_per_series=0, seed=9)
+    frame = data.long_frame("bgpo_session_update_rate")
+    at = data.index[70]
+    alone = frame.copy()
+    alone.loc[(alone["session"] == data.sessions[0]) & (alone["timestamp"] == at), "value"] *= 1.25
+    together = frame.copy()
+    together.loc[together["timestamp"] == at, "value"] *= 1.25
+    one = [a for a in fit_frame(alone, FitParams()).anomalies if a.peak_at == at]
+    many = [a for a in fit_frame(together, FitParams()).anomalies if a.peak_at == at]
+    assert one and len(many) >= 6  # half of the 12 sessions or more
+    assert one[0].severity in ("low", "medium")  # alone: its score's severity
+    assert {a.severity for a in many} <= {"high", "critical"}

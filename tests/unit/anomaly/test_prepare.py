@@ -87,3 +87,53 @@ def test_non_finite_points_are_dropped() -> None:
     outcome = prepare("m/s", 1, *_series(values), resolution=HOUR, season_length=24)
     assert isinstance(outcome, Skipped)
     assert outcome.reason == TOO_SHORT
+
+
+def test_prepare_many_gives_what_prepare_gives_one_by_one() -> None:
+    from bgp_orchestrator.anomaly.prepare import prepare_many
+
+    rng = np.random.default_rng(3)
+    index = pd.date_range("2026-11-01 00:07", periods=96 * 4, freq="15min", tz="UTC")
+    cases = {
+        "m/plain": rng.normal(10, 2, len(index)),
+        "m/gaps": rng.normal(5, 1, len(index)),
+        "m/sparse": rng.normal(5, 1, len(index)),
+        "m/constant": np.full(len(index), 3.0),
+        "m/short": rng.normal(1, 1, len(index)),
+        "m/nan": np.full(len(index), np.nan),
+    }
+    keep = {name: np.ones(len(index), dtype=bool) for name in cases}
+    keep["m/gaps"][40:48] = False  # two hours missing
+    keep["m/sparse"][rng.random(len(index)) < 0.7] = False
+    keep["m/short"][80:] = False
+    names, codes, stamps, values = list(cases), [], [], []
+    for number, name in enumerate(names):
+        codes.append(np.full(keep[name].sum(), number))
+        stamps.append(index[keep[name]])
+        values.append(cases[name][keep[name]])
+    many = prepare_many(
+        names,
+        np.arange(len(names)),
+        np.concatenate(codes),
+        pd.to_datetime(np.concatenate([s.asi8 for s in stamps]), utc=True),
+        np.concatenate(values),
+        resolution=HOUR,
+        season_length=24,
+    )
+    for number, name in enumerate(names):
+        one = prepare(
+            name,
+            number,
+            pd.Series(index[keep[name]]),
+            pd.Series(cases[name][keep[name]]),
+            resolution=HOUR,
+            season_length=24,
+        )
+        assert type(many[number]) is type(one), name
+        if isinstance(one, Prepared):
+            assert isinstance(many[number], Prepared)
+            np.testing.assert_allclose(many[number].values, one.values)
+            assert (many[number].index == one.index).all()
+            assert many[number].filled == one.filled and many[number].peer_asn == number
+        else:
+            assert many[number] == one
