@@ -107,7 +107,8 @@ def _summed(values: np.ndarray, span: int) -> np.ndarray:
         return values
     cumulative = np.cumsum(np.concatenate([np.zeros((1, values.shape[1])), values]), axis=0)
     ends = np.arange(1, len(values) + 1)
-    return cumulative[ends] - cumulative[np.maximum(0, ends - span)]
+    summed: np.ndarray = cumulative[ends] - cumulative[np.maximum(0, ends - span)]
+    return summed
 
 
 def trailing_scores(
