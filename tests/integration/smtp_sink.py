@@ -15,6 +15,7 @@ from typing import Any
 from aiosmtpd.controller import Controller
 
 from tests.conftest import free_port
+from tests.integration.tcp_server import HeldConnections
 
 
 class SmtpSink:
@@ -58,26 +59,13 @@ class SmtpSink:
             return list(self.messages)
 
 
-class MuteSmtpServer:
+class MuteSmtpServer(HeldConnections):
     """Accepts TCP connections and never sends a greeting (nor anything else)."""
 
     def __init__(self) -> None:
-        self.port = free_port()
+        super().__init__()
         self.connections = 0
         self._connected = asyncio.Event()
-        self._server: asyncio.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
-
-    async def __aenter__(self) -> MuteSmtpServer:
-        self._server = await asyncio.start_server(self._client, "127.0.0.1", self.port)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        for writer in list(self._writers):
-            writer.close()
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1

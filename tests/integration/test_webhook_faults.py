@@ -23,6 +23,7 @@ from bgp_orchestrator.settings import Settings
 from bgp_orchestrator.storage.database import Database
 from tests.conftest import REPO, free_port
 from tests.integration.conftest import Tenant, lab_dispatcher, make_tenant
+from tests.integration.tcp_server import HeldConnections
 from tests.integration.test_conflicts_api import conflict, tenant_id, write
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
@@ -58,29 +59,16 @@ class FastReceiver:
         self.server.server_close()
 
 
-class SilentReceiver:
+class SilentReceiver(HeldConnections):
     """Accepts connections and reads the request; then never answers (``trickle``: sends a
     status line and one byte of a header every 0.2 s, forever)."""
 
     def __init__(self, trickle: bool = False) -> None:
+        super().__init__()
         self.trickle = trickle
-        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/hook"
         self.requests: list[dict[str, str]] = []
         self.arrivals = asyncio.Event()
-        self._server: asyncio.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
-
-    async def __aenter__(self) -> SilentReceiver:
-        self._server = await asyncio.start_server(self._client, "127.0.0.1", self.port)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        for writer in list(self._writers):
-            writer.close()
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writers.add(writer)
