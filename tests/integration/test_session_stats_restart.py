@@ -47,6 +47,9 @@ class Points:
         self.points.extend(points)
 
 
+MERGE_TIMEOUT_S = 3600.0
+
+
 def run_settings(run: str, tmp_path: Path, tag: str) -> Settings:
     return Settings(
         data_dir=tmp_path / tag,
@@ -58,6 +61,10 @@ def run_settings(run: str, tmp_path: Path, tag: str) -> Settings:
         kafka_partitions=PARTITIONS,
         flap_window_s=W,
         session_stats_checkpoint_s=0.5,
+        # run_to_the_end moves the clock 2 windows (600 s) ahead to close the last one;
+        # the merge timeout (600 s by default) must not fire on that jump before the
+        # quiet partitions' partials arrive: this test is about the restart, not it.
+        session_merge_timeout_s=MERGE_TIMEOUT_S,
     )
 
 
@@ -74,6 +81,7 @@ def child_env(settings: Settings) -> dict[str, str]:
             "BGPO_KAFKA_PARTITIONS": str(PARTITIONS),
             "BGPO_FLAP_WINDOW_S": str(W),
             "BGPO_SESSION_STATS_CHECKPOINT_S": "0.5",
+            "BGPO_SESSION_MERGE_TIMEOUT_S": str(MERGE_TIMEOUT_S),
             "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
         }
     )
