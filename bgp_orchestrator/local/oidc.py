@@ -91,7 +91,15 @@ def issuer(settings: Settings) -> str | None:
 
 
 def embedded_oidc_wanted(settings: Settings) -> bool:
+    """Whether `up` must start the embedded provider (development, no issuer configured)."""
     return settings.development and not settings.oidc_issuer
+
+
+def talks_to_embedded_provider(settings: Settings) -> bool:
+    """Whether the effective issuer is the embedded provider. Unlike
+    :func:`embedded_oidc_wanted` this also holds in the Serve replicas, to which `up`
+    hands the embedded issuer explicitly as ``BGPO_OIDC_ISSUER``."""
+    return settings.development and issuer(settings) == embedded_issuer(settings)
 
 
 class EmbeddedOIDC(DaemonService):

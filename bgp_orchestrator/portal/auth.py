@@ -71,7 +71,7 @@ def oauth_client(settings: Settings) -> Any:
     oauth = OAuth()
     kwargs: dict[str, Any] = {"scope": "openid email profile", "code_challenge_method": "S256"}
     client_secret = secret.get_secret_value() if secret is not None else None
-    if client_secret is None and oidc.embedded_oidc_wanted(settings):
+    if client_secret is None and oidc.talks_to_embedded_provider(settings):
         # The embedded provider takes any secret but insists on one; it guards nothing.
         client_secret = "embedded-provider"  # noqa: S105
     elif client_secret is None:

@@ -105,7 +105,7 @@ async def ensure_demo_tenant(settings: Settings) -> None:
         await conn.execute(
             "INSERT INTO tenants (slug, name) VALUES ($1, $2) ON CONFLICT (slug) DO NOTHING",
             oidc.DEMO_TENANT,
-            "Demo tenant (the embedded OIDC provider's demo users)",
+            "Demo Networks",  # the embedded OIDC provider's demo users
         )
 
 

@@ -15,12 +15,15 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urljoin
 
 import httpx
 import psutil
 import pytest
 
 from bgp_orchestrator.api.ml_schemas import PredictionsOut
+from bgp_orchestrator.local import oidc
+from bgp_orchestrator.local.oidc import DEMO_USERS
 from bgp_orchestrator.local.ports import free_ports_env
 from bgp_orchestrator.settings import Settings
 from bgp_orchestrator.stack import ray_auth
@@ -45,6 +48,7 @@ class Stack:
             **{name.removeprefix("BGPO_").lower(): int(v) for name, v in ports.items()},
         )
         self.url = self.settings.api_url
+        self.up_output = ""
 
     def bgpo(self, *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -81,6 +85,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     started = time.monotonic()
     result = stack.bgpo("up")
     elapsed = time.monotonic() - started
+    stack.up_output = result.stdout
     try:
         assert result.returncode == 0, result.stdout + result.stderr
         assert elapsed < 120, f"bgpo up took {elapsed:.0f}s"
@@ -140,6 +145,31 @@ def test_up_prints_working_urls(stack: Stack) -> None:
         signed_out = client.get(f"{stack.url}/portal/")
         assert signed_out.status_code == 303
         assert signed_out.headers["location"].endswith("/portal/login")
+
+
+def test_portal_sign_in_with_the_demo_login_up_prints(stack: Stack) -> None:
+    """The whole authorization-code flow against the embedded provider `up` started, as a
+    browser makes it (cookies kept, each redirect taken by hand), through the Serve ingress."""
+    printed = " ".join(stack.up_output.split())  # rich wraps long lines
+    assert f"Portal: {stack.url}/portal" in printed
+    assert f"demo login: {DEMO_USERS[0].sub}" in printed
+    portal = f"{stack.url}/portal"
+    with httpx.Client(timeout=30) as browser:
+        start = browser.get(f"{portal}/")  # signed out: on to the sign-in page
+        assert start.status_code == 303, start.text
+        login = browser.get(urljoin(str(start.url), start.headers["location"]))
+        assert login.status_code == 302, login.text
+        authorize = login.headers["location"]
+        assert authorize.startswith(oidc.embedded_issuer(stack.settings))
+        picked = browser.post(authorize, data={"sub": DEMO_USERS[0].sub})
+        assert picked.status_code == 302, picked.text
+        callback = browser.get(picked.headers["location"])
+        assert callback.status_code == 303, callback.text
+        back = urljoin(f"{portal}/", callback.headers["location"])
+        assert back == f"{portal}/"  # back where the user started
+        dashboard = browser.get(back)
+        assert dashboard.status_code == 200
+        assert DEMO_USERS[0].name in dashboard.text
 
 
 def test_api_through_serve(stack: Stack) -> None:

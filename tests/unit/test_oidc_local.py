@@ -5,7 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from bgp_orchestrator.local.oidc import DEMO_USERS, EmbeddedOIDC, embedded_oidc_wanted, issuer
+from bgp_orchestrator.local.oidc import (
+    DEMO_USERS,
+    EmbeddedOIDC,
+    embedded_oidc_wanted,
+    issuer,
+    talks_to_embedded_provider,
+)
 from bgp_orchestrator.settings import Settings
 from bgp_orchestrator.stack.lifecycle import identity_env
 
@@ -17,6 +23,17 @@ def test_development_uses_the_embedded_issuer_unless_one_is_configured(tmp_path:
     sso = Settings(data_dir=tmp_path, oidc_issuer="https://sso.example.net/realms/bgpo/")
     assert issuer(sso) == "https://sso.example.net/realms/bgpo"
     assert not embedded_oidc_wanted(sso)
+    assert not talks_to_embedded_provider(sso)
+
+
+def test_a_serve_replica_knows_its_issuer_is_the_embedded_provider(tmp_path: Path) -> None:
+    """`up` hands the replicas the embedded issuer as BGPO_OIDC_ISSUER; the portal must still
+    send the client secret the embedded provider insists on (a public client is refused)."""
+    dev = Settings(data_dir=tmp_path, embedded_oidc_port=18480)
+    given = identity_env(dev)["BGPO_OIDC_ISSUER"]
+    replica = Settings(data_dir=tmp_path, embedded_oidc_port=18480, oidc_issuer=given)
+    assert not embedded_oidc_wanted(replica)  # the replica starts nothing
+    assert talks_to_embedded_provider(replica) and talks_to_embedded_provider(dev)
 
 
 def test_demo_users_carry_roles_and_tenant_under_the_configured_claims(tmp_path: Path) -> None:
