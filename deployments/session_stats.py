@@ -13,10 +13,9 @@ Serve replaces a replica whose worker died or stalled.
 
 from __future__ import annotations
 
-import os
-
 from ray import serve
 
+from bgp_orchestrator.local.priority import lower_priority
 from bgp_orchestrator.settings import Settings
 from bgp_orchestrator.workers import session_stats_worker
 from deployments.hosting import DEAD_LETTERS, ServiceHost, ServiceMetrics
@@ -31,7 +30,7 @@ class SessionStats(ServiceHost):
         settings = Settings()
         if settings.session_stats_nice:
             # Windows may lag a burst; conflict detection on the same cores may not.
-            os.nice(settings.session_stats_nice)
+            lower_priority(settings.session_stats_nice)
         name = f"session-stats-{serve.get_replica_context().replica_tag}"
         self.host(
             session_stats_worker(settings, name),
