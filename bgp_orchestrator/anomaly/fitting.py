@@ -16,9 +16,10 @@ import pandas as pd
 from bgp_orchestrator.anomaly.band import Band, band_from_expected
 from bgp_orchestrator.anomaly.detect import SEVERITIES, Anomaly, find_anomalies
 from bgp_orchestrator.anomaly.engines import FitParams, expected_values
+from bgp_orchestrator.anomaly.multivariate import session_anomalies
 from bgp_orchestrator.anomaly.prepare import Prepared, Skipped, prepare_many
-from bgp_orchestrator.anomaly.series import BAND_METRICS, MetricPoint, SeriesKey
-from bgp_orchestrator.anomaly.trailing import severity_of_count
+from bgp_orchestrator.anomaly.series import BAND_METRICS, TRAILING_METRIC, MetricPoint, SeriesKey
+from bgp_orchestrator.anomaly.trailing import TrailingParams, severity_of_count
 
 POINT_COLUMNS = ("metric", "session", "peer_asn", "timestamp", "value")
 
@@ -29,6 +30,10 @@ class FitResult:
     fitted: int = 0
     skipped: list[Skipped] = field(default_factory=list)
     bands: list[MetricPoint] = field(default_factory=list)
+    #: The trailing multivariate detector's anomalies (engine ``trailing``), one
+    #: view per session over its metrics together.
+    trailing: list[Anomaly] = field(default_factory=list)
+    trailing_sessions: int = 0
 
     @property
     def skip_counts(self) -> dict[str, int]:
@@ -130,9 +135,12 @@ def fit_frame(
     *,
     since: datetime | None = None,
     band_points: int = 0,
+    trailing: TrailingParams | None = None,
 ) -> FitResult:
     """Fit every series of ``frame`` and find its anomalies (those ending at or
-    after ``since``); with ``band_points``, also the band's newest points."""
+    after ``since``); with ``band_points``, also the band's newest points; with
+    ``trailing``, also the trailing multivariate detector's anomalies of each
+    session (:mod:`bgp_orchestrator.anomaly.multivariate`)."""
     result = FitResult()
     prepared: list[Prepared] = []
     for item in prepare_frame(frame, params):
@@ -156,4 +164,7 @@ def fit_frame(
             result.bands.extend(_band_points(item, band, band_points))
     result.anomalies = _with_spread(result.anomalies, fitted)
     result.fitted = len(prepared)
+    if trailing is not None:
+        found, result.trailing_sessions = session_anomalies(prepared, trailing, since=since)
+        result.trailing = _with_spread(found, Counter({TRAILING_METRIC: result.trailing_sessions}))
     return result
