@@ -40,6 +40,7 @@ from bgp_orchestrator.anomaly.engines import DEFAULT_MODEL, ENGINES, MODELS, Fit
 from bgp_orchestrator.anomaly.fitting import fit_frame
 from bgp_orchestrator.anomaly.multivariate import TRAILING_ENGINE, live_params
 from bgp_orchestrator.anomaly.series import BUCKETS, METRICS, bucket_of
+from bgp_orchestrator.anomaly.store import read_series, write_series
 from bgp_orchestrator.anomaly.trailing import TrailingParams
 from bgp_orchestrator.anomaly.tuning import SEARCH_SPACE, score, with_config
 from bgp_orchestrator.settings import Settings
@@ -85,30 +86,39 @@ async def fit_bucket(
 ) -> dict[str, Any]:
     """Read one bucket of sessions, fit every series, store the band anomalies
     (engine ``params.engine``) and the trailing detector's (engine ``trailing``),
-    write the newest band points back; the counts."""
-    frame = await store.read(
+    write the newest band points back; the counts, and the seconds of each phase."""
+    started = time.perf_counter()
+    frame = await read_series(
+        store,
         start=window.start,
         end=window.end,
         metrics=metrics,
         sessions=sessions,
         buckets=[bucket],
     )
+    read_s = time.perf_counter() - started
     result = await asyncio.to_thread(
         fit_frame, frame, params, since=window.since, band_points=bands, trailing=trailing
     )
+    started = time.perf_counter()
     async with db.connection() as conn:
         stored = await repository.store(conn, result.anomalies, engine=params.engine, run_id=run_id)
         stored_trailing = await repository.store(
             conn, result.trailing, engine=TRAILING_ENGINE, run_id=run_id
         )
+    stored_s = time.perf_counter() - started
+    started = time.perf_counter()
     if result.bands:
-        await store.write(result.bands)
+        await write_series(store, result.bands)
+    phases = {"read": read_s, **result.seconds, "store": stored_s}
+    phases["write_bands"] = time.perf_counter() - started
     return {
         "series": result.fitted + len(result.skipped),
         "fitted": result.fitted,
         "skipped": json.dumps(result.skip_counts),
         "anomalies": stored + stored_trailing,
         "trailing": stored_trailing,
+        "phases": json.dumps(phases),
     }
 
 
@@ -141,6 +151,7 @@ class FitChunk:
     async def _run(self, batch: dict[str, Any]) -> dict[str, list[Any]]:
         out: dict[str, list[Any]] = {
             "series": [], "fitted": [], "skipped": [], "anomalies": [], "trailing": [],
+            "phases": [],
         }  # fmt: skip
         for bucket, sessions, run_id in zip(
             batch["bucket"], batch["sessions"], batch["run_id"], strict=True
@@ -249,6 +260,7 @@ def run(
     )
     totals: Counter[str] = Counter()
     skipped: Counter[str] = Counter()
+    phases: Counter[str] = Counter()  # seconds summed over the workers
     error: str | None = None
     try:
         work = chunks(sessions)
@@ -281,6 +293,7 @@ def run(
                         trailing=row["trailing"],
                     )
                     skipped.update(json.loads(row["skipped"]))
+                    phases.update(json.loads(row["phases"]))
                     bar.advance(task)
     except BaseException as exc:
         error = f"{type(exc).__name__}: {exc}"
@@ -310,6 +323,7 @@ def run(
         "trailing_anomalies": totals["trailing"],
         "seconds": round(seconds, 2),
         "series_per_s": round(totals["series"] / seconds, 1) if seconds else None,
+        "phases_s": {name: round(value, 2) for name, value in phases.items()},
         "params": run_params,
     }
 

@@ -23,6 +23,7 @@ SEVERITIES: tuple[str, ...] = ("low", "medium", "high", "critical")
 SEVERITY_LIMITS: tuple[float, ...] = (5.0, 8.0, 12.0)
 #: Points of context kept on each side of an anomaly.
 CONTEXT = 24
+_INF = float("inf")
 
 
 def severity_of(score: float) -> str:
@@ -69,11 +70,8 @@ def _window(prepared: Prepared, band: Band, start: int, stop: int) -> dict[str, 
     hi = min(len(prepared.values), stop + CONTEXT)
 
     def floats(array: np.ndarray) -> list[float | None]:
-        segment = np.round(array[lo:hi], 6)
-        return [
-            v if ok else None
-            for v, ok in zip(segment.tolist(), np.isfinite(segment).tolist(), strict=True)
-        ]
+        # NaN fails both comparisons: None for it and for an infinity
+        return [v if -_INF < v < _INF else None for v in np.round(array[lo:hi], 6).tolist()]
 
     return {
         # epoch seconds (UTC): compact, and cheap to build for thousands of anomalies
