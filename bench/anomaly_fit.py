@@ -199,6 +199,9 @@ def fit_through_stack(data: LabelledSeries, workers: int) -> dict[str, Any]:
         finally:
             stack.bgpo("down")
     accuracy = point_scores(flags, data.labels)
+    phases = job.get("phases_s") or {}
+    if phases:  # seconds summed over the workers: where the job's time goes
+        log("job phases (worker-seconds): " + ", ".join(f"{k} {v:.1f}" for k, v in phases.items()))
     log(
         f"job: {job['fitted']:,} series fitted in {job['seconds']} s inside the job "
         f"({job['series_per_s']} series/s), {seconds:.1f} s from submit to finish; "
@@ -335,6 +338,8 @@ def main() -> None:
         **headline,
         "job_vs_model_speed": round(series_per_s / models[0]["series_per_s"], 3),
         "job_series_per_s_inside": stack["job"]["series_per_s"],
+        "job_phases_s": stack["job"].get("phases_s"),
+        "trailing_anomalies": stack["job"].get("trailing_anomalies"),
         "model_series_per_s": models[0]["series_per_s"],
         "incidents": real,
     }
