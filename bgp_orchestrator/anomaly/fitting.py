@@ -14,7 +14,7 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 
-from bgp_orchestrator.anomaly.band import Band, band_from_expected
+from bgp_orchestrator.anomaly.band import Band, bands_from_expected
 from bgp_orchestrator.anomaly.detect import SEVERITIES, Anomaly, find_anomalies
 from bgp_orchestrator.anomaly.engines import FitParams, expected_values
 from bgp_orchestrator.anomaly.multivariate import session_anomalies
@@ -98,9 +98,13 @@ def _cleaned_bands(
     refit = expected_values(dirty, params)
     out = dict(bands)
     originals = {item.series_id: item for item in prepared}
-    for item in dirty:
-        actual = originals[item.series_id].values
-        out[item.series_id] = band_from_expected(actual, refit[item.series_id], params.k)
+    refitted = bands_from_expected(
+        [originals[item.series_id].values for item in dirty],
+        [refit[item.series_id] for item in dirty],
+        params.k,
+    )
+    for item, band in zip(dirty, refitted, strict=True):
+        out[item.series_id] = band
     return out
 
 
@@ -157,10 +161,17 @@ def fit_frame(
             prepared.append(item)
     lap("prepare")
     expected = expected_values(prepared, params)
-    bands = {
-        item.series_id: band_from_expected(item.values, expected[item.series_id], params.k)
-        for item in prepared
-    }
+    bands = dict(
+        zip(
+            (item.series_id for item in prepared),
+            bands_from_expected(
+                [item.values for item in prepared],
+                [expected[item.series_id] for item in prepared],
+                params.k,
+            ),
+            strict=True,
+        )
+    )
     lap("fit")
     if params.clean:
         bands = _cleaned_bands(prepared, bands, params)

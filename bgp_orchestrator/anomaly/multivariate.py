@@ -26,7 +26,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bgp_orchestrator.anomaly.detect import CONTEXT, SEVERITIES, Anomaly, _runs, severity_of
+from bgp_orchestrator.anomaly.detect import (
+    CONTEXT,
+    SEVERITIES,
+    Anomaly,
+    _runs,
+    moments,
+    severity_of,
+)
 from bgp_orchestrator.anomaly.engines import FitParams
 from bgp_orchestrator.anomaly.prepare import Prepared
 from bgp_orchestrator.anomaly.series import METRICS, TRAILING_METRIC, SeriesKey
@@ -82,15 +89,19 @@ def _sessions(prepared: list[Prepared]) -> dict[tuple[tuple[str, ...], int], lis
     groups: dict[tuple[tuple[str, ...], int], list[_Session]] = {}
     for session, metrics in by_session.items():
         names = tuple(m for m in METRICS if m in metrics)
-        start = max(metrics[m].index[0] for m in names)
-        end = min(metrics[m].index[-1] for m in names)
-        if end < start:
-            continue
-        cut = {}
-        for m in names:
-            index = metrics[m].index
-            lo, hi = index.searchsorted(start), index.searchsorted(end, side="right")
-            cut[m] = (index[lo:hi], metrics[m].values[lo:hi])
+        first = metrics[names[0]].index
+        if all(metrics[m].index is first for m in names[1:]):  # one step grid (the usual)
+            cut = {m: (first, metrics[m].values) for m in names}
+        else:
+            start = max(metrics[m].index[0] for m in names)
+            end = min(metrics[m].index[-1] for m in names)
+            if end < start:
+                continue
+            cut = {}
+            for m in names:
+                index = metrics[m].index
+                lo, hi = index.searchsorted(start), index.searchsorted(end, side="right")
+                cut[m] = (index[lo:hi], metrics[m].values[lo:hi])
         index = cut[names[0]][0]
         if any(len(cut[m][0]) != len(index) for m in names):
             continue  # steps on different grids: not comparable step by step
@@ -130,8 +141,9 @@ def _anomalies_of(
     raw = np.concatenate([item.volumes, item.ratios])
     width = len(item.volumes)
     found = []
+    at = moments(item.index)
     for start, stop in _runs(flags):
-        end_at = item.index[stop - 1].to_pydatetime()
+        end_at = at(stop - 1)
         if since is not None and end_at < since:
             continue
         peak = start + int(np.argmax(scores[start:stop]))
@@ -163,10 +175,10 @@ def _anomalies_of(
                 metric=TRAILING_METRIC,
                 session=item.session,
                 peer_asn=item.peer_asn,
-                start_at=item.index[start].to_pydatetime(),
+                start_at=at(start),
                 end_at=end_at,
                 points=stop - start,
-                peak_at=item.index[peak].to_pydatetime(),
+                peak_at=at(peak),
                 score=round(score, 4),
                 actual=float(raw[feature, peak]),
                 expected=float(expected[peak]),

@@ -103,3 +103,17 @@ def test_since_and_no_trailing() -> None:
     later = START + timedelta(hours=HOURS - 5)
     assert fit_frame(frame, params, since=later, trailing=live_params(params)).trailing == []
     assert fit_frame(frame, params).trailing == []
+
+
+def test_bands_of_many_series_equal_each_alone() -> None:
+    from bgp_orchestrator.anomaly.band import band_from_expected, bands_from_expected
+
+    rng = np.random.default_rng(8)
+    values = [rng.gamma(3, 10, 200) for _ in range(6)] + [np.full(200, 5.0), rng.normal(0, 1, 50)]
+    expected = [np.concatenate([np.full(24, np.nan), v[24:] * 0.9]) for v in values]
+    expected[2] = np.concatenate([np.full(30, np.nan), values[2][30:]])  # another warm-up
+    expected[3] = np.full(200, np.nan)  # no fitted value at all
+    many = bands_from_expected(values, expected, 3.0)
+    for v, e, band in zip(values, expected, many, strict=True):
+        alone = band_from_expected(v, e, 3.0)
+        assert band.sigma == alone.sigma and band.k == 3.0 and band.expected is e
