@@ -199,9 +199,8 @@ class SeriesFrame:
         """From a metric store's long frame (``metric, session, peer_asn, timestamp,
         value``); a series' peer ASN is that of its first point."""
         if frame.empty:
-            return cls(
-                [], np.empty(0, np.int64), np.empty(0, np.int64), pd.DatetimeIndex([]), np.empty(0)
-            )
+            empty = np.empty(0, np.int64)
+            return cls([], empty, empty, pd.DatetimeIndex([], tz="UTC"), np.empty(0))
         ordered = frame.sort_values(["metric", "session", "timestamp"], kind="stable")
         keys = ordered["metric"].astype(str) + "/" + ordered["session"].astype(str)
         codes, names = pd.factorize(keys, sort=False)
@@ -217,15 +216,13 @@ class SeriesFrame:
 
     def to_frame(self) -> pd.DataFrame:
         """The long frame again (for a caller that wants rows)."""
-        metric, session = (
-            zip(*(s.split("/", 1) for s in self.series_ids), strict=True)
-            if (self.series_ids)
-            else ((), ())
-        )
+        keys = [s.split("/", 1) for s in self.series_ids]
+        metric = np.asarray([k[0] for k in keys], dtype=object)
+        session = np.asarray([k[1] for k in keys], dtype=object)
         return pd.DataFrame(
             {
-                "metric": np.asarray(metric, dtype=object)[self.codes],
-                "session": np.asarray(session, dtype=object)[self.codes],
+                "metric": metric[self.codes],
+                "session": session[self.codes],
                 "peer_asn": np.asarray(self.peer_asns, np.int64)[self.codes],
                 "timestamp": self.timestamps,
                 "value": self.values,
