@@ -100,27 +100,18 @@ async def fit_bucket(
     result = await asyncio.to_thread(
         fit_frame, frame, params, since=window.since, band_points=bands, trailing=trailing
     )
-
-    async def save() -> tuple[int, int, float]:
-        started = time.perf_counter()
-        async with db.connection() as conn:
-            bands_ = await repository.store(
-                conn, result.anomalies, engine=params.engine, run_id=run_id
-            )
-            trailing_ = await repository.store(
-                conn, result.trailing, engine=TRAILING_ENGINE, run_id=run_id
-            )
-        return bands_, trailing_, time.perf_counter() - started
-
-    async def write_bands() -> float:
-        started = time.perf_counter()
-        if result.bands:
-            await write_series(store, result.bands)
-        return time.perf_counter() - started
-
-    # PostgreSQL and VictoriaMetrics work at the same time, not one after the other
-    (stored, stored_trailing, stored_s), bands_s = await asyncio.gather(save(), write_bands())
-    phases = {"read": read_s, **result.seconds, "store": stored_s, "write_bands": bands_s}
+    started = time.perf_counter()
+    async with db.connection() as conn:
+        stored = await repository.store(conn, result.anomalies, engine=params.engine, run_id=run_id)
+        stored_trailing = await repository.store(
+            conn, result.trailing, engine=TRAILING_ENGINE, run_id=run_id
+        )
+    stored_s = time.perf_counter() - started
+    started = time.perf_counter()
+    if result.bands:
+        await write_series(store, result.bands)
+    phases = {"read": read_s, **result.seconds, "store": stored_s}
+    phases["write_bands"] = time.perf_counter() - started
     return {
         "series": result.fitted + len(result.skipped),
         "fitted": result.fitted,
