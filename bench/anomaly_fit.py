@@ -154,14 +154,17 @@ async def load(stack: Stack, data: LabelledSeries) -> str:
 
 
 async def job_flags(stack: Stack, data: LabelledSeries) -> np.ndarray:
-    """The anomalies the job stored, as flagged steps per series."""
+    """The band anomalies the job stored (the per-series view, what the injected
+    labels are of), as flagged steps per series."""
     row_of = {s: i for i, s in enumerate(data.sessions)}
     step = data.index[1] - data.index[0]
     first = data.index[0]
     flags = np.zeros(data.labels.shape, dtype=bool)
     conn = await asyncpg.connect(asyncpg_dsn(endpoints(stack.settings).database_url))
     try:
-        rows = await conn.fetch("SELECT session, start_at, end_at FROM anomalies")
+        rows = await conn.fetch(
+            "SELECT session, start_at, end_at FROM anomalies WHERE engine <> 'trailing'"
+        )
     finally:
         await conn.close()
     for r in rows:
@@ -196,10 +199,14 @@ def fit_through_stack(data: LabelledSeries, workers: int) -> dict[str, Any]:
         finally:
             stack.bgpo("down")
     accuracy = point_scores(flags, data.labels)
+    phases = job.get("phases_s") or {}
+    if phases:  # seconds summed over the workers: where the job's time goes
+        log("job phases (worker-seconds): " + ", ".join(f"{k} {v:.1f}" for k, v in phases.items()))
     log(
         f"job: {job['fitted']:,} series fitted in {job['seconds']} s inside the job "
         f"({job['series_per_s']} series/s), {seconds:.1f} s from submit to finish; "
-        f"{job['anomalies']:,} anomalies; P {accuracy.precision:.3f} R {accuracy.recall:.3f} "
+        f"{job['anomalies']:,} anomalies ({job.get('trailing_anomalies', 0):,} the trailing "
+        f"detector's); bands P {accuracy.precision:.3f} R {accuracy.recall:.3f} "
         f"F1 {accuracy.f1:.3f}"
     )
     return {
@@ -331,6 +338,8 @@ def main() -> None:
         **headline,
         "job_vs_model_speed": round(series_per_s / models[0]["series_per_s"], 3),
         "job_series_per_s_inside": stack["job"]["series_per_s"],
+        "job_phases_s": stack["job"].get("phases_s"),
+        "trailing_anomalies": stack["job"].get("trailing_anomalies"),
         "model_series_per_s": models[0]["series_per_s"],
         "incidents": real,
     }

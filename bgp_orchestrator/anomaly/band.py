@@ -60,3 +60,39 @@ def robust_sigma(residuals: np.ndarray, values: np.ndarray) -> float:
 
 def band_from_expected(values: np.ndarray, expected: np.ndarray, k: float) -> Band:
     return Band(expected, robust_sigma(values - expected, values), k)
+
+
+def bands_from_expected(
+    values: list[np.ndarray], expected: list[np.ndarray], k: float
+) -> list[Band]:
+    """:func:`band_from_expected` of many series, the same bands: series of one
+    length whose expected values are missing at the same steps (a model's
+    warm-up) get their spreads in one pass over a matrix, the others one by one.
+    One call per series cost more than the seasonal model's own fit."""
+    sigmas: list[float | None] = [None] * len(values)
+    groups: dict[tuple[int, bytes], list[int]] = {}
+    for number, (v, e) in enumerate(zip(values, expected, strict=True)):
+        finite = np.isfinite(v - e)
+        groups.setdefault((len(v), np.packbits(finite).tobytes()), []).append(number)
+    for numbers in groups.values():
+        if len(numbers) == 1:
+            n = numbers[0]
+            sigmas[n] = robust_sigma(values[n] - expected[n], values[n])
+            continue
+        v = np.stack([values[n] for n in numbers])
+        residuals = v - np.stack([expected[n] for n in numbers])
+        finite = np.isfinite(residuals[0])
+        if not finite.any():
+            for n in numbers:
+                sigmas[n] = 1.0
+            continue
+        r = np.ascontiguousarray(residuals[:, finite])
+        deviations = np.abs(r - np.median(r, axis=1)[:, None])
+        mad = MAD_TO_SIGMA * np.median(deviations, axis=1)
+        tail = np.quantile(deviations, 0.9, axis=1) / 1.645
+        floor = 1e-3 * np.maximum(1.0, np.mean(np.abs(v), axis=1))
+        for n, sigma in zip(
+            numbers, np.maximum(np.maximum(mad, tail), floor).tolist(), strict=True
+        ):
+            sigmas[n] = float(sigma)
+    return [Band(e, float(s), k) for e, s in zip(expected, sigmas, strict=True) if s is not None]

@@ -8,11 +8,13 @@ band) so an operator can see what happened without querying the metric store.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from bgp_orchestrator.anomaly.band import Band
 from bgp_orchestrator.anomaly.prepare import Prepared
@@ -23,6 +25,15 @@ SEVERITIES: tuple[str, ...] = ("low", "medium", "high", "critical")
 SEVERITY_LIMITS: tuple[float, ...] = (5.0, 8.0, 12.0)
 #: Points of context kept on each side of an anomaly.
 CONTEXT = 24
+_INF = float("inf")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def moments(index: pd.DatetimeIndex) -> Callable[[int], datetime]:
+    """``index[i].to_pydatetime()`` without pandas boxing a Timestamp per call
+    (a fitting chunk asks for tens of thousands of them)."""
+    micros = index.as_unit("us").asi8
+    return lambda i: _EPOCH + timedelta(microseconds=int(micros[i]))
 
 
 def severity_of(score: float) -> str:
@@ -69,11 +80,8 @@ def _window(prepared: Prepared, band: Band, start: int, stop: int) -> dict[str, 
     hi = min(len(prepared.values), stop + CONTEXT)
 
     def floats(array: np.ndarray) -> list[float | None]:
-        segment = np.round(array[lo:hi], 6)
-        return [
-            v if ok else None
-            for v, ok in zip(segment.tolist(), np.isfinite(segment).tolist(), strict=True)
-        ]
+        # NaN fails both comparisons: None for it and for an infinity
+        return [v if -_INF < v < _INF else None for v in np.round(array[lo:hi], 6).tolist()]
 
     return {
         # epoch seconds (UTC): compact, and cheap to build for thousands of anomalies
@@ -95,8 +103,12 @@ def find_anomalies(
     scores = band.scores(values)
     flags = scores > band.k
     found: list[Anomaly] = []
-    for start, stop in _runs(flags):
-        end_at = prepared.index[stop - 1].to_pydatetime()
+    runs = _runs(flags)
+    if not runs:
+        return found
+    at = moments(prepared.index)
+    for start, stop in runs:
+        end_at = at(stop - 1)
         if since is not None and end_at < since:
             continue
         peak = start + int(np.argmax(scores[start:stop]))
@@ -107,10 +119,10 @@ def find_anomalies(
                 metric=key.metric,
                 session=key.session,
                 peer_asn=prepared.peer_asn,
-                start_at=prepared.index[start].to_pydatetime(),
+                start_at=at(start),
                 end_at=end_at,
                 points=stop - start,
-                peak_at=prepared.index[peak].to_pydatetime(),
+                peak_at=at(peak),
                 score=round(score, 4),
                 actual=float(values[peak]),
                 expected=expected,

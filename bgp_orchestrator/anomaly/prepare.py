@@ -144,6 +144,7 @@ def prepare_many(
     group_bin = bins[group_at]
     group_starts = np.searchsorted(group_code, np.arange(len(series_ids)), side="left")
     group_stops = np.searchsorted(group_code, np.arange(len(series_ids)), side="right")
+    indexes: dict[tuple[int, int, int], pd.DatetimeIndex] = {}
     for number, series_id in enumerate(series_ids):
         if starts[number] == stops[number]:
             out.append(Skipped(str(series_id), TOO_SHORT, "no finite points"))
@@ -153,14 +154,21 @@ def prepare_many(
         first_bin = int(own_bins[0])
         regular = np.full(int(own_bins[-1]) - first_bin + 1, np.nan)
         regular[own_bins - first_bin] = means[lo:hi]
-        index = pd.DatetimeIndex(
-            origin[number] + (first_bin + np.arange(len(regular))) * step, tz="UTC"
-        )
+        grid = (int(origin[number]), first_bin, len(regular))
+        index = indexes.get(grid)
+        if index is None:  # series of one chunk mostly share their steps: built once
+            index = pd.DatetimeIndex(
+                pd.DatetimeIndex(
+                    origin[number] + (first_bin + np.arange(len(regular))) * step, tz="UTC"
+                ).as_unit(timestamps.unit),
+                freq=resolution,
+            )
+            indexes[grid] = index
         out.append(
             _checked(
                 str(series_id),
                 int(peer_asns[number]),
-                pd.DatetimeIndex(index.as_unit(timestamps.unit), freq=resolution),
+                index,
                 regular,
                 resolution=resolution,
                 season_length=season_length,
@@ -168,3 +176,55 @@ def prepare_many(
             )
         )
     return out
+
+
+@dataclass(frozen=True)
+class SeriesFrame:
+    """Raw points grouped by series, the shape :func:`prepare_many` takes: point
+    ``i`` is of series ``codes[i]``, points sorted by series then time. What the
+    fitting job reads (a long frame of one row per point with a string per row
+    cost more to build and sort than the model's fit)."""
+
+    series_ids: list[str]  # ``metric/session``
+    peer_asns: np.ndarray  # per series
+    codes: np.ndarray  # per point
+    timestamps: pd.DatetimeIndex  # per point, UTC
+    values: np.ndarray  # per point
+
+    def __len__(self) -> int:
+        return len(self.series_ids)
+
+    @classmethod
+    def of_frame(cls, frame: pd.DataFrame) -> SeriesFrame:
+        """From a metric store's long frame (``metric, session, peer_asn, timestamp,
+        value``); a series' peer ASN is that of its first point."""
+        if frame.empty:
+            empty = np.empty(0, np.int64)
+            return cls([], empty, empty, pd.DatetimeIndex([], tz="UTC"), np.empty(0))
+        ordered = frame.sort_values(["metric", "session", "timestamp"], kind="stable")
+        keys = ordered["metric"].astype(str) + "/" + ordered["session"].astype(str)
+        codes, names = pd.factorize(keys, sort=False)
+        asns = ordered["peer_asn"].to_numpy()
+        first_of = np.searchsorted(codes, np.arange(len(names)))
+        return cls(
+            [str(n) for n in names],
+            asns[first_of],
+            codes,
+            pd.DatetimeIndex(ordered["timestamp"]),
+            ordered["value"].to_numpy(np.float64),
+        )
+
+    def to_frame(self) -> pd.DataFrame:
+        """The long frame again (for a caller that wants rows)."""
+        keys = [s.split("/", 1) for s in self.series_ids]
+        metric = np.asarray([k[0] for k in keys], dtype=object)
+        session = np.asarray([k[1] for k in keys], dtype=object)
+        return pd.DataFrame(
+            {
+                "metric": metric[self.codes],
+                "session": session[self.codes],
+                "peer_asn": np.asarray(self.peer_asns, np.int64)[self.codes],
+                "timestamp": self.timestamps,
+                "value": self.values,
+            }
+        )

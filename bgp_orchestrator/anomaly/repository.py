@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
+import orjson
 
 from bgp_orchestrator.anomaly.detect import SEVERITIES, Anomaly
 from bgp_orchestrator.errors import InvalidInput, NotFound
@@ -169,7 +170,8 @@ def _record(a: Anomaly, engine: str, run_id: int | None) -> tuple[Any, ...]:
         a.direction,
         a.severity,
         engine,
-        json.dumps(a.window),
+        # orjson: several times faster than json for the 100,000s of windows of a run
+        orjson.dumps(a.window).decode(),
     )
 
 

@@ -19,6 +19,13 @@ METRICS: dict[str, str] = {
     "bgpo_session_origins": "distinct origin ASNs announced in the window",
 }
 
+#: The metric of the trailing multivariate detector's anomalies: a session's
+#: metrics scored together (:mod:`bgp_orchestrator.anomaly.multivariate`); a
+#: name in the anomalies table, not a series of the metric store.
+TRAILING_METRIC = "bgpo_session_features"
+#: Every metric an anomaly can be of.
+ANOMALY_METRICS: tuple[str, ...] = (*METRICS, TRAILING_METRIC)
+
 #: Series the fitting job writes back beside each fitted series, for plotting
 #: (label ``metric`` names the fitted series' metric).
 BAND_METRICS: dict[str, str] = {

@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -28,8 +29,10 @@ from bgp_orchestrator.anomaly.series import MetricPoint
 from bgp_orchestrator.errors import ServiceUnavailable
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
 
+    from bgp_orchestrator.anomaly.prepare import SeriesFrame
     from bgp_orchestrator.settings import Settings
 
 #: Columns (and dtypes) of :meth:`MetricStore.read`'s frame, in order.
@@ -112,6 +115,73 @@ def open_metric_store(settings: Settings) -> MetricStore:
     from bgp_orchestrator.anomaly.store_parquet import ParquetMetricStore
 
     return ParquetMetricStore(parquet_directory(settings))
+
+
+# --- whole series --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SeriesPoints:
+    """The points of one series at once (what the fitting job writes back: its
+    bands), without a :class:`MetricPoint` per point."""
+
+    metric: str
+    session: str
+    peer_asn: int
+    timestamps: np.ndarray  # epoch seconds (UTC)
+    values: np.ndarray
+    labels: tuple[tuple[str, str], ...] = ()
+
+    def points(self) -> list[MetricPoint]:
+        return [
+            MetricPoint(self.metric, self.session, self.peer_asn, t, v, self.labels)
+            for t, v in zip(self.timestamps.tolist(), self.values.tolist(), strict=True)
+        ]
+
+    def validate(self) -> None:
+        """:func:`validate_points` of every point, the names checked once."""
+        import numpy as np
+
+        if len(self.values):
+            validate_points(self.points()[:1])
+        bad = ~np.isfinite(self.values) | ~np.isfinite(self.timestamps) | (self.timestamps < 0)
+        if bad.any():
+            validate_points([self.points()[int(np.argmax(bad))]])
+
+
+async def write_series(store: MetricStore, series: Sequence[SeriesPoints]) -> None:
+    """Write whole series: the store's own ``write_series`` when it has one
+    (VictoriaMetrics: one import line per series), else point by point."""
+    fast = getattr(store, "write_series", None)
+    if fast is not None:
+        await fast(series)
+        return
+    await store.write([p for item in series for p in item.points()])
+
+
+async def read_series(
+    store: MetricStore,
+    *,
+    start: datetime,
+    end: datetime,
+    metrics: Sequence[str] | None = None,
+    sessions: Sequence[str] | None = None,
+    buckets: Sequence[int] | None = None,
+) -> SeriesFrame:
+    """:meth:`MetricStore.read` grouped by series: the store's own ``read_series``
+    when it has one, else from the long frame."""
+    from bgp_orchestrator.anomaly.prepare import SeriesFrame
+
+    fast = getattr(store, "read_series", None)
+    if fast is not None:
+        result: SeriesFrame = await fast(
+            start=start, end=end, metrics=metrics, sessions=sessions, buckets=buckets
+        )
+        return result
+    frame = await store.read(
+        start=start, end=end, metrics=metrics, sessions=sessions, buckets=buckets
+    )
+    return SeriesFrame.of_frame(frame)
 
 
 # --- helpers shared by the implementations ----------------------------------

@@ -33,6 +33,7 @@ import orjson
 from bgp_orchestrator.anomaly.series import MetricPoint, bucket_of
 from bgp_orchestrator.anomaly.store import (
     MetricStoreError,
+    SeriesPoints,
     empty_frame,
     epoch_ms,
     finish_points,
@@ -46,6 +47,8 @@ from bgp_orchestrator.local.services import redact
 if TYPE_CHECKING:
     import httpx
     import pandas as pd
+
+    from bgp_orchestrator.anomaly.prepare import SeriesFrame
 
 #: Characters with a meaning in RE2 (VictoriaMetrics' regex syntax).
 _RE2_SPECIAL = frozenset("\\.+*?()|[]{}^$")
@@ -175,6 +178,28 @@ class VictoriaMetricsStore:
             body = b"\n".join(lines[i : i + SERIES_PER_IMPORT]) + b"\n"
             await self._post("/api/v1/import", f"write {len(points)} points", content=body)
 
+    async def write_series(self, series: Sequence[SeriesPoints]) -> None:
+        """Whole series at once, one import line each (no point objects)."""
+        lines = []
+        for item in series:
+            item.validate()
+            if not len(item.values):
+                continue
+            name = {
+                "__name__": item.metric,
+                "session": item.session,
+                "peer_asn": str(item.peer_asn),
+                "bucket": str(bucket_of(item.session)),
+                **dict(item.labels),
+            }
+            stamps = (item.timestamps * 1000).round().astype("int64").tolist()
+            lines.append(
+                orjson.dumps({"metric": name, "values": item.values.tolist(), "timestamps": stamps})
+            )
+        for i in range(0, len(lines), SERIES_PER_IMPORT):
+            body = b"\n".join(lines[i : i + SERIES_PER_IMPORT]) + b"\n"
+            await self._post("/api/v1/import", f"write {len(lines)} series", content=body)
+
     async def flush(self) -> None:
         """Make every point written so far readable (``/internal/force_flush``)."""
         import httpx
@@ -201,6 +226,35 @@ class VictoriaMetricsStore:
         params = {"start": f"{start_ms / 1000:.3f}", "end": f"{(end_ms - 1) / 1000:.3f}"}
         return start_ms, end_ms, params
 
+    async def _export(
+        self,
+        start: datetime,
+        end: datetime,
+        metrics: Sequence[str] | None,
+        sessions: Sequence[str] | None,
+        buckets: Sequence[int] | None,
+    ) -> tuple[list[bytes], int, int]:
+        """The export bodies (JSON lines, one per series) and the range in ms."""
+        start_ms, end_ms, params = self._range(start, end)
+        if (
+            end_ms <= start_ms
+            or nothing_asked(metrics)
+            or nothing_asked(sessions)
+            or nothing_asked(buckets)
+        ):
+            return [], start_ms, end_ms
+        limit = asyncio.Semaphore(READ_CONCURRENCY)
+
+        async def export(selector: str) -> bytes:
+            async with limit:
+                response = await self._post(
+                    "/api/v1/export", "read points", data={"match[]": selector, **params}
+                )
+                return response.content
+
+        selected = selectors(metrics, sessions, buckets)
+        return list(await asyncio.gather(*(export(s) for s in selected))), start_ms, end_ms
+
     async def read(
         self,
         *,
@@ -213,24 +267,9 @@ class VictoriaMetricsStore:
         import numpy as np
         import pandas as pd
 
-        start_ms, end_ms, params = self._range(start, end)
-        if (
-            end_ms <= start_ms
-            or nothing_asked(metrics)
-            or nothing_asked(sessions)
-            or nothing_asked(buckets)
-        ):
+        bodies, start_ms, end_ms = await self._export(start, end, metrics, sessions, buckets)
+        if not bodies:
             return empty_frame()
-        limit = asyncio.Semaphore(READ_CONCURRENCY)
-
-        async def export(selector: str) -> bytes:
-            async with limit:
-                response = await self._post(
-                    "/api/v1/export", "read points", data={"match[]": selector, **params}
-                )
-                return response.content
-
-        bodies = await asyncio.gather(*(export(s) for s in selectors(metrics, sessions, buckets)))
         names: list[str] = []
         sess: list[str] = []
         asns: list[int] = []
@@ -257,6 +296,76 @@ class VictoriaMetricsStore:
             }
         )
         return finish_points(frame, start_ms, end_ms)
+
+    async def read_series(
+        self,
+        *,
+        start: datetime,
+        end: datetime,
+        metrics: Sequence[str] | None = None,
+        sessions: Sequence[str] | None = None,
+        buckets: Sequence[int] | None = None,
+    ) -> SeriesFrame:
+        """:meth:`read`'s points grouped by series (the same contract: ``start <= t <
+        end``, a repeated point once, last wins, sorted), built from the export's
+        one line per series without a row per point."""
+        import numpy as np
+        import pandas as pd
+
+        from bgp_orchestrator.anomaly.prepare import SeriesFrame
+
+        bodies, start_ms, end_ms = await self._export(start, end, metrics, sessions, buckets)
+        parts: dict[tuple[str, str], list[tuple[int, Any, Any]]] = {}
+        for body in bodies:
+            for line in body.splitlines():
+                if not line:
+                    continue
+                row = orjson.loads(line)
+                labels = row["metric"]
+                parts.setdefault((labels["__name__"], labels["session"]), []).append(
+                    (
+                        int(labels["peer_asn"]),
+                        np.asarray(row["timestamps"], dtype="int64"),
+                        np.asarray(row["values"], dtype="float64"),
+                    )
+                )
+        ids: list[str] = []
+        peer_asns: list[int] = []
+        counts: list[int] = []
+        stamps: list[Any] = []
+        values: list[Any] = []
+        for key in sorted(parts):
+            pieces = parts[key]
+            ts = np.concatenate([p[1] for p in pieces]) if len(pieces) > 1 else pieces[0][1]
+            vs = np.concatenate([p[2] for p in pieces]) if len(pieces) > 1 else pieces[0][2]
+            asn = np.concatenate([np.full(len(p[1]), p[0]) for p in pieces])
+            keep = (ts >= start_ms) & (ts < end_ms)
+            ts, vs, asn = ts[keep], vs[keep], asn[keep]
+            if len(ts) == 0:
+                continue
+            if len(ts) > 1 and not bool((np.diff(ts) > 0).all()):
+                order = np.argsort(ts, kind="stable")
+                ts, vs, asn = ts[order], vs[order], asn[order]
+                last = np.append(ts[1:] != ts[:-1], True)  # the last write of a point wins
+                ts, vs, asn = ts[last], vs[last], asn[last]
+            ids.append(f"{key[0]}/{key[1]}")
+            peer_asns.append(int(asn[0]))
+            counts.append(len(ts))
+            stamps.append(ts)
+            values.append(vs)
+        if not ids:
+            empty = np.empty(0, np.int64)
+            return SeriesFrame([], empty, empty, pd.DatetimeIndex([], tz="UTC"), np.empty(0))
+        timestamps = pd.DatetimeIndex(
+            pd.to_datetime(np.concatenate(stamps), unit="ms", utc=True)
+        ).as_unit("ns")
+        return SeriesFrame(
+            ids,
+            np.asarray(peer_asns, np.int64),
+            np.repeat(np.arange(len(ids)), counts),
+            timestamps,
+            np.concatenate(values),
+        )
 
     async def series(
         self, *, start: datetime, end: datetime, metrics: Sequence[str] | None = None

@@ -101,14 +101,85 @@ def mix_ratio(numerator: np.ndarray, other: np.ndarray, prior: float = 20.0) -> 
     return np.asarray(np.asarray(numerator, np.float64) / total, dtype=np.float64)
 
 
-def _summed(values: np.ndarray, span: int) -> np.ndarray:
-    """Each step's sum with the ``span - 1`` steps before it (fewer at the start)."""
-    if span == 1:
-        return values
-    cumulative = np.cumsum(np.concatenate([np.zeros((1, values.shape[1])), values]), axis=0)
-    ends = np.arange(1, len(values) + 1)
-    summed: np.ndarray = cumulative[ends] - cumulative[np.maximum(0, ends - span)]
-    return summed
+@dataclass(frozen=True)
+class TrailingBatch:
+    """:func:`trailing_many`'s answer for ``S`` series of ``T`` steps and ``F`` features."""
+
+    z: np.ndarray  # (S, F, T) robust z-scores (0 before min_history)
+    median: np.ndarray  # (S, F, T) the baseline's median, in the scored scale
+    sigma: np.ndarray  # (S, F, T) the baseline's spread, in the scored scale (0 before)
+    moved: np.ndarray  # (S, T) features beyond k
+    flags: np.ndarray  # (S, T) reported steps (min_series moved, held ``persist`` steps)
+
+    @property
+    def scores(self) -> np.ndarray:
+        """(S, T): the largest |z| over the features."""
+        return np.asarray(np.abs(self.z).max(axis=1))
+
+
+def scaled(volumes: np.ndarray, ratios: np.ndarray | None, span: int) -> np.ndarray:
+    """The scored scale of ``volumes`` (S, Fv, T) and ``ratios`` (S, Fr, T): summed
+    over ``span`` steps, ``log1p`` of the volumes, ten times the ratios (a log
+    volume's natural spread is about one, a ratio's about a tenth of its range);
+    (S, Fv + Fr, T)."""
+    parts = [np.clip(np.nan_to_num(np.asarray(volumes, np.float64), nan=0.0), 0, None)]
+    if ratios is not None and ratios.shape[1]:
+        parts.append(np.nan_to_num(np.asarray(ratios, np.float64), nan=0.0))
+    raw = np.concatenate(parts, axis=1)
+    n = raw.shape[2]
+    if span > 1:
+        cumulative = np.concatenate([np.zeros((*raw.shape[:2], 1)), np.cumsum(raw, axis=2)], 2)
+        ends = np.arange(1, n + 1)
+        raw = cumulative[..., ends] - cumulative[..., np.maximum(0, ends - span)]
+    width = parts[0].shape[1]
+    out = np.empty_like(raw)
+    out[:, :width] = np.log1p(raw[:, :width])
+    if raw.shape[1] > width:  # a ratio is averaged over the span, not summed
+        out[:, width:] = 10 * raw[:, width:] / np.minimum(np.arange(1, n + 1), span)
+    return out
+
+
+def trailing_many(x: np.ndarray, params: TrailingParams) -> TrailingBatch:
+    """Score ``S`` series at once, ``x`` (S, F, T) in the scored scale (see
+    :func:`scaled`); each series as :func:`trailing_scores` would alone. One
+    step at a time (a flagged value is replaced before the next step's
+    baseline), every series together: one sort of the window per step, time
+    the last, contiguous axis."""
+    x = np.array(x, dtype=np.float64, order="C")
+    s, width, n = x.shape
+    z = np.zeros((s, width, n))
+    medians = np.zeros((s, width, n))
+    sigmas = np.zeros((s, width, n))
+    for t in range(params.min_history, n):
+        history = x[..., max(0, t - params.window) : t]
+        size = history.shape[-1]
+        low, high = (size - 1) // 2, size // 2
+        ordered = np.sort(history, axis=-1)
+        median = (ordered[..., low] + ordered[..., high]) / 2
+        deviation = np.sort(np.abs(history - median[..., None]), axis=-1)
+        mad = MAD_TO_SIGMA * (deviation[..., low] + deviation[..., high]) / 2
+        at = 0.9 * (size - 1)  # numpy's default (linear) 90th percentile
+        below = int(at)
+        above = min(below + 1, size - 1)
+        tail = deviation[..., below] + (deviation[..., above] - deviation[..., below]) * (
+            at - below
+        )
+        sigma = np.maximum(np.maximum(mad, tail / 1.645), params.min_sigma)
+        zt = (x[..., t] - median) / sigma
+        out = np.abs(zt) > params.k
+        # the incident stays out of later baselines
+        out &= (out.sum(axis=1) >= params.min_series)[:, None]
+        x[..., t] = np.where(out, median, x[..., t])
+        z[..., t], medians[..., t], sigmas[..., t] = zt, median, sigma
+    moved = (np.abs(z) > params.k).sum(axis=1)
+    flags = moved >= params.min_series
+    if params.persist > 1:
+        held = flags.copy()
+        for back in range(1, params.persist):
+            held[:, back:] &= flags[:, :-back]
+            held[:, :back] = False
+        flags = held
+    return TrailingBatch(z=z, median=medians, sigma=sigmas, moved=moved, flags=flags)
 
 
 def trailing_scores(
@@ -120,40 +191,17 @@ def trailing_scores(
     """Score every step of the features (one array per name, all the same length):
     ``volumes`` on a log scale, ``ratios`` (values in [0, 1]) as they are."""
     ratios = ratios or {}
-    names = [*volumes, *ratios]
-    if not names:
+    if not volumes and not ratios:
         raise ValueError("no features to score")
-    arrays = [np.clip(np.asarray(v, np.float64), 0, None) for v in volumes.values()]
-    arrays += [np.asarray(v, np.float64) for v in ratios.values()]
+    arrays = [np.asarray(v, np.float64) for v in (*volumes.values(), *ratios.values())]
     lengths = {len(a) for a in arrays}
     if len(lengths) != 1:
         raise ValueError(f"features of different lengths: {sorted(lengths)}")
-    raw = np.nan_to_num(np.column_stack(arrays), nan=0.0)
-    summed = _summed(raw, params.span)
-    if ratios:  # a ratio is averaged over the span, not summed
-        summed[:, len(volumes) :] /= np.minimum(np.arange(1, len(raw) + 1), params.span)[:, None]
-    # a log volume's natural spread is about one, a ratio's about a tenth of its range
-    x = np.concatenate([np.log1p(summed[:, : len(volumes)]), 10 * summed[:, len(volumes) :]], 1)
-    n, width = x.shape
-    z = np.zeros((n, width))
-    for t in range(params.min_history, n):
-        history = x[max(0, t - params.window) : t]
-        median = np.median(history, axis=0)
-        deviation = np.abs(history - median)
-        mad = MAD_TO_SIGMA * np.median(deviation, axis=0)
-        tail = np.quantile(deviation, 0.9, axis=0) / 1.645
-        sigma = np.maximum(np.maximum(mad, tail), params.min_sigma)
-        z[t] = (x[t] - median) / sigma
-        out = np.abs(z[t]) > params.k
-        if out.sum() >= params.min_series:
-            x[t, out] = median[out]  # the incident stays out of later baselines
-    beyond = np.abs(z) > params.k
-    moved = beyond.sum(axis=1)
-    flags = moved >= params.min_series
-    if params.persist > 1:
-        held = flags.copy()
-        for back in range(1, params.persist):
-            held[back:] &= flags[:-back]
-            held[:back] = False
-        flags = held
-    return TrailingResult(scores=np.abs(z).max(axis=1), moved=moved, flags=flags, z=z)
+    n = lengths.pop()
+    vol = np.stack(arrays[: len(volumes)])[None] if volumes else np.zeros((1, 0, n))
+    rat = np.stack(arrays[len(volumes) :])[None] if ratios else None
+    batch = trailing_many(scaled(vol, rat, params.span), params)
+    z = batch.z[0].T
+    return TrailingResult(
+        scores=np.abs(z).max(axis=1), moved=batch.moved[0], flags=batch.flags[0], z=z
+    )

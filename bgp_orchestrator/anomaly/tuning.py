@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from bgp_orchestrator.anomaly.band import band_from_expected
+from bgp_orchestrator.anomaly.band import bands_from_expected
 from bgp_orchestrator.anomaly.engines import FitParams, expected_values
 from bgp_orchestrator.anomaly.evaluation import Scores, point_scores
 from bgp_orchestrator.anomaly.prepare import Prepared
@@ -30,8 +30,12 @@ def flags_for(data: LabelledSeries, params: FitParams) -> np.ndarray:
     ]
     expected = expected_values(prepared, params)
     flags = np.zeros(data.values.shape, dtype=bool)
-    for number, item in enumerate(prepared):
-        band = band_from_expected(item.values, expected[item.series_id], params.k)
+    bands = bands_from_expected(
+        [item.values for item in prepared],
+        [expected[item.series_id] for item in prepared],
+        params.k,
+    )
+    for number, (item, band) in enumerate(zip(prepared, bands, strict=True)):
         flags[number] = band.flags(item.values)
     return flags
 

@@ -388,7 +388,13 @@ def test_anomaly_fitting_job_stores_what_the_api_returns(stack: Stack) -> None:
         listed = client.get(
             "/api/v1/anomalies", params={"metric": "bgpo_session_withdrawal_rate"}, headers=noc
         ).json()
-        assert listed["total"] == outcome["anomalies"]
+        # the bands' anomalies under their metric, the trailing detector's under its own
+        assert listed["total"] == outcome["anomalies"] - outcome["trailing_anomalies"]
+        trailing = client.get(
+            "/api/v1/anomalies", params={"metric": "bgpo_session_features"}, headers=noc
+        ).json()
+        assert trailing["total"] == outcome["trailing_anomalies"]
+        assert all(i["engine"] == "trailing" for i in trailing["items"])
         first = listed["items"][0]
         assert first["session"] in data.sessions and first["run_id"] == outcome["run_id"]
         detail = client.get(f"/api/v1/anomalies/{first['id']}", headers=noc).json()

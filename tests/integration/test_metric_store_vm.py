@@ -187,3 +187,48 @@ async def test_writer_retries_until_victoria_metrics_starts(tmp_path: Path) -> N
     finally:
         await store.close()
         await asyncio.to_thread(server.stop)
+
+
+async def test_series_reads_and_writes_match_the_point_ones(store: VictoriaMetricsStore) -> None:
+    """read_series (the fitting job's read: whole series, no row per point) answers
+    what read answers grouped by series; write_series stores what write would."""
+    import numpy as np
+
+    from bgp_orchestrator.anomaly.prepare import SeriesFrame
+    from bgp_orchestrator.anomaly.store import SeriesPoints, read_series, write_series
+
+    t = base_time() - timedelta(hours=6)
+    points = [
+        MetricPoint(metric, f"rs|10.0.0.{n}", 65100 + n, t.timestamp() + 60 * k, n + k + 0.5)
+        for n in range(5)
+        for metric in ("bgpo_session_origins", "bgpo_session_prefixes")
+        for k in range(30)
+    ]
+    # a peer ASN that changed mid-series: two series in VictoriaMetrics, one for us
+    points += [
+        MetricPoint(
+            "bgpo_session_origins", "rs|10.0.0.9", 64999 + (k >= 10), t.timestamp() + 60 * k, k
+        )
+        for k in range(20)
+    ]
+    await store.write(points)
+    stamps = t.timestamp() + 60 * np.arange(4.0)
+    await write_series(
+        store,
+        [SeriesPoints(BAND, "rs|10.0.0.1", 65101, stamps, np.arange(4.0) * 2, BAND_LABELS)],
+    )
+    await store.flush()
+    window = {"start": t + timedelta(minutes=3), "end": t + timedelta(minutes=25)}
+    sessions = [f"rs|10.0.0.{n}" for n in (*range(5), 9)]
+    metrics = ["bgpo_session_origins", "bgpo_session_prefixes"]
+    fast = await read_series(store, **window, metrics=metrics, sessions=sessions)
+    slow = SeriesFrame.of_frame(await store.read(**window, metrics=metrics, sessions=sessions))
+    assert fast.series_ids == slow.series_ids and len(fast) == 11
+    assert (fast.peer_asns == slow.peer_asns).all() and (fast.codes == slow.codes).all()
+    assert (fast.timestamps == slow.timestamps).all() and (fast.values == slow.values).all()
+    assert fast.peer_asns[fast.series_ids.index("bgpo_session_origins/rs|10.0.0.9")] == 64999
+    band = await store.read(start=t, end=t + timedelta(hours=1), metrics=[BAND])
+    band = band[band["session"] == "rs|10.0.0.1"]
+    assert list(band["value"]) == [0.0, 2.0, 4.0, 6.0]
+    empty = await read_series(store, **window, metrics=metrics, sessions=["rs|none"])
+    assert len(empty) == 0

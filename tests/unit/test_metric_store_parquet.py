@@ -257,3 +257,31 @@ async def test_parquet_compaction_keeps_every_point_and_the_last_write(tmp_path:
     store.compact(min_age_s=3600)  # nothing old enough to merge; the leftover goes
     assert leftover not in _parquet(bucket)
     assert (await store.read(start=start, end=end)).shape[0] == before.shape[0]
+
+
+async def test_series_reads_and_writes_fall_back_to_points(tmp_path: Path) -> None:
+    """A store without read_series/write_series (Parquet) gets them from its
+    point reads and writes: the same answer grouped by series."""
+    import numpy as np
+
+    from bgp_orchestrator.anomaly.prepare import SeriesFrame
+    from bgp_orchestrator.anomaly.store import SeriesPoints, read_series, write_series
+
+    store = ParquetMetricStore(tmp_path)
+    metric = "bgpo_session_origins"
+    t = base_time()
+    stamps = t.timestamp() + 60 * np.arange(5.0)
+    await write_series(
+        store,
+        [
+            SeriesPoints(metric, f"ps|10.0.0.{n}", 65000 + n, stamps, stamps * 0 + n)
+            for n in range(3)
+        ],
+    )
+    window = {"start": t, "end": t + timedelta(minutes=4)}
+    got = await read_series(store, **window, metrics=[metric])
+    want = SeriesFrame.of_frame(await store.read(**window, metrics=[metric]))
+    assert got.series_ids == want.series_ids and len(got) == 3
+    assert list(got.values) == [0.0] * 4 + [1.0] * 4 + [2.0] * 4
+    assert list(got.peer_asns) == [65000, 65001, 65002]
+    assert (got.to_frame()["value"].to_numpy() == got.values).all()

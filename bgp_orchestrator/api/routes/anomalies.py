@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from bgp_orchestrator.anomaly import repository
 from bgp_orchestrator.anomaly.engines import FitParams
 from bgp_orchestrator.anomaly.fitting import fit_frame
-from bgp_orchestrator.anomaly.series import METRICS, SeriesKey
+from bgp_orchestrator.anomaly.series import ANOMALY_METRICS, SeriesKey
 from bgp_orchestrator.api.access import Access, allow
 from bgp_orchestrator.api.anomaly_schemas import (
     AnomalyDetail,
@@ -29,7 +29,9 @@ from bgp_orchestrator.peering.schemas import Page
 router = APIRouter(prefix="/api/v1/anomalies", tags=["anomalies"], responses=documented(401, 503))
 
 AnomalyId = Annotated[int, Path(ge=1, le=2**63 - 1, description="Anomaly id")]
-Metric = Annotated[str | None, Query(description=f"one of {', '.join(METRICS)}", max_length=100)]
+Metric = Annotated[
+    str | None, Query(description=f"one of {', '.join(ANOMALY_METRICS)}", max_length=100)
+]
 
 
 Session = Annotated[str | None, Query(min_length=1, max_length=300, description="collector|peer")]
@@ -48,9 +50,12 @@ async def anomaly_filter(
     until: Until = None,
 ) -> repository.AnomalyFilter:
     """The query's filters, shared by the list and the summary."""
-    if metric is not None and metric not in METRICS:
+    if metric is not None and metric not in ANOMALY_METRICS:
         raise InvalidInput(
-            "unknown-metric", f"metric must be one of {', '.join(METRICS)}", "metric", metric
+            "unknown-metric",
+            f"metric must be one of {', '.join(ANOMALY_METRICS)}",
+            "metric",
+            metric,
         )
     if since is not None and until is not None and since >= until:
         raise InvalidInput("bad-time-range", "since must be before until", "since", since)

@@ -128,7 +128,8 @@ def test_fit_frame_reports_fitted_skipped_and_anomalies() -> None:
     assert result.skip_counts == {"too-short": 1, "constant": 1}
     spikes = [a for a in result.anomalies if a.session == data.sessions[0]]
     assert any(a.start_at <= spike_at.to_pydatetime() <= a.end_at for a in spikes)
-    assert len(result.bands) == 5 * 3 * 24
+    assert len(result.bands) == 5 * 3  # one series per band metric and fitted series
+    assert sum(len(p.values) for p in result.bands) == 5 * 3 * 24
     assert {p.metric for p in result.bands} == {
         "bgpo_anomaly_expected", "bgpo_anomaly_lower", "bgpo_anomaly_upper",
     }  # fmt: skip
