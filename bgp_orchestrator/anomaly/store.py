@@ -138,15 +138,26 @@ class SeriesPoints:
             for t, v in zip(self.timestamps.tolist(), self.values.tolist(), strict=True)
         ]
 
+    def point(self, index: int) -> MetricPoint:
+        return MetricPoint(
+            self.metric,
+            self.session,
+            self.peer_asn,
+            self.timestamps[index].item(),
+            self.values[index].item(),
+            self.labels,
+        )
+
     def validate(self) -> None:
-        """:func:`validate_points` of every point, the names checked once."""
+        """:func:`validate_points` of every point, the names checked once (on the
+        first point; only a bad one is built beside it)."""
         import numpy as np
 
         if len(self.values):
-            validate_points(self.points()[:1])
+            validate_points([self.point(0)])
         bad = ~np.isfinite(self.values) | ~np.isfinite(self.timestamps) | (self.timestamps < 0)
         if bad.any():
-            validate_points([self.points()[int(np.argmax(bad))]])
+            validate_points([self.point(int(np.argmax(bad)))])
 
 
 async def write_series(store: MetricStore, series: Sequence[SeriesPoints]) -> None:
