@@ -47,6 +47,7 @@ from bgp_orchestrator.anomaly.trailing import (
 )
 
 TRAILING_ENGINE = "trailing"
+_INF = float("inf")
 UPDATES = "bgpo_session_update_rate"
 WITHDRAWALS = "bgpo_session_withdrawal_rate"
 #: The mix feature: withdrawals' share of the session's updates.
@@ -169,7 +170,9 @@ def _anomalies_of(
             ("upper", upper),
         ):
             segment = np.round(array[lo:hi], 6)
-            window[name] = [float(v) if np.isfinite(v) else None for v in segment.tolist()]
+            # NaN fails both comparisons: None for it and for an infinity (a
+            # scalar np.isfinite per value cost more than the detector itself)
+            window[name] = [v if -_INF < v < _INF else None for v in segment.tolist()]
         found.append(
             Anomaly(
                 metric=TRAILING_METRIC,

@@ -38,6 +38,7 @@ import orjson
 from bgp_orchestrator.anomaly.series import BUCKETS, MetricPoint, bucket_of
 from bgp_orchestrator.anomaly.store import (
     MetricStoreError,
+    SeriesPoints,
     empty_frame,
     epoch_ms,
     finish_points,
@@ -50,6 +51,8 @@ from bgp_orchestrator.anomaly.store import (
 if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
+
+    from bgp_orchestrator.anomaly.prepare import SeriesFrame
 
 
 def _schema() -> pa.Schema:
@@ -116,28 +119,78 @@ class ParquetMetricStore:
             ) from exc
 
     def _write(self, points: list[MetricPoint]) -> None:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
         by_bucket: dict[int, list[MetricPoint]] = defaultdict(list)
         for p in points:
             by_bucket[bucket_of(p.session)].append(p)
-        schema = _schema()
+        tables: dict[int, dict[str, Any]] = {}
         for bucket, rows in sorted(by_bucket.items()):
             rows.sort(key=lambda p: (p.metric, p.session, p.timestamp))
-            table = pa.table(
-                {
-                    "metric": [p.metric for p in rows],
-                    "session": [p.session for p in rows],
-                    "peer_asn": [p.peer_asn for p in rows],
-                    "timestamp": [point_ms(p) for p in rows],
-                    "value": [p.value for p in rows],
-                    "labels": [
-                        orjson.dumps(dict(p.labels)).decode() if p.labels else "" for p in rows
-                    ],
-                },
-                schema=schema,
+            tables[bucket] = {
+                "metric": [p.metric for p in rows],
+                "session": [p.session for p in rows],
+                "peer_asn": [p.peer_asn for p in rows],
+                "timestamp": [point_ms(p) for p in rows],
+                "value": [p.value for p in rows],
+                "labels": [orjson.dumps(dict(p.labels)).decode() if p.labels else "" for p in rows],
+            }
+        self._write_tables(tables)
+
+    async def write_series(self, series: Sequence[SeriesPoints]) -> None:
+        """Whole series at once: the same files and rows as :meth:`write` of their
+        points, built column by column (no :class:`MetricPoint` per point)."""
+        import pyarrow as pa
+
+        for item in series:
+            item.validate()
+        try:
+            await asyncio.to_thread(self._write_series, list(series))
+        except (OSError, pa.ArrowException) as exc:
+            raise MetricStoreError(
+                "metric-store-failed",
+                f"cannot write {len(series)} series to {self.directory}: {exc}",
+                "directory",
+                str(self.directory),
+            ) from exc
+
+    def _write_series(self, series: list[SeriesPoints]) -> None:
+        import numpy as np
+
+        by_bucket: dict[int, list[SeriesPoints]] = defaultdict(list)
+        for item in series:
+            if len(item.values):
+                by_bucket[bucket_of(item.session)].append(item)
+        tables: dict[int, dict[str, Any]] = {}
+        for bucket, items in sorted(by_bucket.items()):
+            # rank of (metric, session): with the timestamp, the order write() sorts
+            # its points in; lexsort is stable, so equal keys keep the input order
+            names = sorted({(i.metric, i.session) for i in items})
+            rank = {name: number for number, name in enumerate(names)}
+            counts = [len(i.values) for i in items]
+            seconds = np.concatenate([np.asarray(i.timestamps, np.float64) for i in items])
+            order = np.lexsort(
+                (seconds, np.repeat([rank[(i.metric, i.session)] for i in items], counts))
             )
+            labels = [orjson.dumps(dict(i.labels)).decode() if i.labels else "" for i in items]
+            at = np.repeat(np.arange(len(items)), counts)[order]
+            tables[bucket] = {
+                "metric": np.array([i.metric for i in items], dtype=object)[at],
+                "session": np.array([i.session for i in items], dtype=object)[at],
+                "peer_asn": np.array([i.peer_asn for i in items], dtype=np.int64)[at],
+                # round half to even, as point_ms's round()
+                "timestamp": np.rint(seconds[order] * 1000).astype(np.int64),
+                "value": np.concatenate([np.asarray(i.values, np.float64) for i in items])[order],
+                "labels": np.array(labels, dtype=object)[at],
+            }
+        self._write_tables(tables)
+
+    def _write_tables(self, tables: dict[int, dict[str, Any]]) -> None:
+        """One new file per bucket of ``tables`` (its columns), then compaction when due."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        schema = _schema()
+        for bucket, columns in sorted(tables.items()):
+            table = pa.table(columns, schema=schema)
             folder = self.bucket_dir(bucket)
             folder.mkdir(parents=True, exist_ok=True)
             # Names sort by write time, so a later write of the same point wins on read.
@@ -150,7 +203,7 @@ class ParquetMetricStore:
                 partial.unlink(missing_ok=True)
         if time.monotonic() - self._compacted_at >= self.compact_interval_s:
             self._compacted_at = time.monotonic()
-            for bucket in sorted(by_bucket):
+            for bucket in sorted(tables):
                 self._compact_bucket(bucket, self.compact_min_age_s)
 
     # --- compaction -----------------------------------------------------------
@@ -268,6 +321,63 @@ class ParquetMetricStore:
         table = table.set_column(3, "timestamp", table["timestamp"].cast(pa.int64()))
         return finish_points(table.to_pandas(), start_ms, end_ms)
 
+    def _read_series(
+        self,
+        start_ms: int,
+        end_ms: int,
+        metrics: Sequence[str] | None,
+        sessions: Sequence[str] | None,
+        buckets: Sequence[int] | None,
+    ) -> SeriesFrame:
+        """:meth:`_read`'s points as a :class:`SeriesFrame`: the metric and session
+        columns dictionary-encoded, so no string per point is made or compared."""
+        import numpy as np
+        import pandas as pd
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        from bgp_orchestrator.anomaly.prepare import SeriesFrame
+
+        columns = ["metric", "session", "peer_asn", "timestamp", "value"]
+        table = self._scan(columns, start_ms, end_ms, metrics, sessions, buckets)
+        if table is None or not table.num_rows:
+            empty = np.empty(0, np.int64)
+            return SeriesFrame([], empty, empty, pd.DatetimeIndex([], tz="UTC"), np.empty(0))
+
+        def ranked(name: str) -> tuple[np.ndarray, list[str]]:
+            # each point's rank among the column's distinct values, sorted as strings
+            encoded = pc.dictionary_encode(table[name].combine_chunks())
+            names = encoded.dictionary.to_pylist()
+            order = sorted(range(len(names)), key=names.__getitem__)
+            rank = np.empty(len(names), np.int64)
+            rank[order] = np.arange(len(names))
+            return rank[encoded.indices.to_numpy(zero_copy_only=False)], [names[i] for i in order]
+
+        metric_rank, metric_names = ranked("metric")
+        session_rank, session_names = ranked("session")
+        key = metric_rank * len(session_names) + session_rank  # sorts as (metric, session)
+        ts = table["timestamp"].cast(pa.int64()).to_numpy()
+        order = np.lexsort((ts, key))  # stable: the points of a step keep the files' order
+        key, ts = key[order], ts[order]
+        # a step written more than once: the last write wins (the last of its run)
+        last = np.append((key[1:] != key[:-1]) | (ts[1:] != ts[:-1]), True)
+        order, key, ts = order[last], key[last], ts[last]
+        starts = np.flatnonzero(np.append(True, key[1:] != key[:-1]))
+        series_keys = key[starts]
+        ids = [
+            f"{metric_names[k // len(session_names)]}/{session_names[k % len(session_names)]}"
+            for k in series_keys.tolist()
+        ]
+        asns = table["peer_asn"].to_numpy()[order[starts]].astype(np.int64)
+        codes = np.repeat(np.arange(len(ids)), np.diff(np.append(starts, len(key))))
+        return SeriesFrame(
+            ids,
+            asns,
+            codes,
+            pd.DatetimeIndex(pd.to_datetime(ts, unit="ms", utc=True)).as_unit("ns"),
+            table["value"].to_numpy()[order].astype(np.float64),
+        )
+
     def _series(self, start_ms: int, end_ms: int, metrics: Sequence[str] | None) -> pd.DataFrame:
         table = self._scan(["metric", "session", "peer_asn"], start_ms, end_ms, metrics, None)
         if table is None:
@@ -296,6 +406,36 @@ class ParquetMetricStore:
             "read points", self._read, start_ms, end_ms, metrics, sessions, buckets
         )
 
+    async def read_series(
+        self,
+        *,
+        start: datetime,
+        end: datetime,
+        metrics: Sequence[str] | None = None,
+        sessions: Sequence[str] | None = None,
+        buckets: Sequence[int] | None = None,
+    ) -> SeriesFrame:
+        """:meth:`read`'s points grouped by series (the same contract), without a
+        long frame of strings per point."""
+        import numpy as np
+        import pandas as pd
+
+        from bgp_orchestrator.anomaly.prepare import SeriesFrame
+
+        start_ms, end_ms = epoch_ms(start), epoch_ms(end)
+        if (
+            end_ms <= start_ms
+            or nothing_asked(metrics)
+            or nothing_asked(sessions)
+            or nothing_asked(buckets)
+        ):
+            empty = np.empty(0, np.int64)
+            return SeriesFrame([], empty, empty, pd.DatetimeIndex([], tz="UTC"), np.empty(0))
+        frame: SeriesFrame = await self._guard(
+            "read points", self._read_series, start_ms, end_ms, metrics, sessions, buckets
+        )
+        return frame
+
     async def series(
         self, *, start: datetime, end: datetime, metrics: Sequence[str] | None = None
     ) -> pd.DataFrame:
@@ -304,7 +444,7 @@ class ParquetMetricStore:
             return finish_series([])
         return await self._guard("list series", self._series, start_ms, end_ms, metrics)
 
-    async def _guard(self, what: str, func: Any, *args: Any) -> pd.DataFrame:
+    async def _guard(self, what: str, func: Any, *args: Any) -> Any:
         import pyarrow as pa
 
         try:
