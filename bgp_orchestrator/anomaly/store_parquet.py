@@ -106,14 +106,18 @@ class ParquetMetricStore:
         if not points:
             return
         validate_points(points)
+        await self._written(self._write, list(points), f"{len(points)} points")
+
+    async def _written(self, write: Any, items: list[Any], what: str) -> None:
+        """Run a blocking write off the loop; a failure is a MetricStoreError."""
         import pyarrow as pa
 
         try:
-            await asyncio.to_thread(self._write, list(points))
+            await asyncio.to_thread(write, items)
         except (OSError, pa.ArrowException) as exc:
             raise MetricStoreError(
                 "metric-store-failed",
-                f"cannot write {len(points)} points to {self.directory}: {exc}",
+                f"cannot write {what} to {self.directory}: {exc}",
                 "directory",
                 str(self.directory),
             ) from exc
@@ -138,19 +142,9 @@ class ParquetMetricStore:
     async def write_series(self, series: Sequence[SeriesPoints]) -> None:
         """Whole series at once: the same files and rows as :meth:`write` of their
         points, built column by column (no :class:`MetricPoint` per point)."""
-        import pyarrow as pa
-
         for item in series:
             item.validate()
-        try:
-            await asyncio.to_thread(self._write_series, list(series))
-        except (OSError, pa.ArrowException) as exc:
-            raise MetricStoreError(
-                "metric-store-failed",
-                f"cannot write {len(series)} series to {self.directory}: {exc}",
-                "directory",
-                str(self.directory),
-            ) from exc
+        await self._written(self._write_series, list(series), f"{len(series)} series")
 
     def _write_series(self, series: list[SeriesPoints]) -> None:
         import numpy as np
