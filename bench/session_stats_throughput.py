@@ -80,7 +80,7 @@ def cpu_phase(stream: list[Update]) -> dict[str, float]:
     started = time.perf_counter()
     records: list[list[bytes]] = [[] for _ in range(PARTITIONS)]
     for p, updates in groups.items():
-        ws = WindowStream(WINDOW_S, 1.0, origin_sets=True)
+        ws = WindowStream(WINDOW_S, 1.0, partial=True)
         for offset in range(0, len(updates), 500):
             ws.offer(p, offset, updates[offset : offset + 500], 0.0)
             for window in ws.advance([p], 0.0):

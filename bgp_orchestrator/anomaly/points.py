@@ -43,10 +43,14 @@ def window_points(rows: Iterable[Mapping[str, Any]], window_s: int) -> list[Metr
         raise ValueError(f"window_s must be positive, got {window_s}")
     minutes = window_s / 60.0
     points: list[MetricPoint] = []
+    start: Any = None
+    end = 0.0
     for row in rows:
         session = str(row[ENTITY])
         asn = int(row["peer_asn"])
-        end = _epoch(row["window_start"]) + window_s
+        if row["window_start"] is not start:  # the rows of one window share theirs
+            start = row["window_start"]
+            end = _epoch(start) + window_s
         withdrawals = float(row["withdrawals"])
         updates = float(row["announcements"]) + withdrawals
         points.extend(

@@ -9,6 +9,14 @@ prefixes held: about 100 bytes per route.
 Besides :data:`BASE_COLUMNS`, each row carries ``distinct_origins`` (origin ASNs
 announced in the window; an AS_SET origin counts as one) for the metric series;
 :func:`~bgp_orchestrator.flaps.features.derive_features` ignores it.
+
+With ``partial=True`` (one partition's share of a session's counts,
+:mod:`bgp_orchestrator.sessionstats.partials`) rows are sparse instead: only the
+sessions that carried an update in the window, as wire rows (lists), origins
+included. A quiet session's partial is zeros and the routes it held before, which
+the merge already knows; sending it anyway made every partition send a row for
+every session it ever saw, each window: on a stream of 80,000 peers, more rows than
+updates.
 """
 
 from __future__ import annotations
@@ -29,7 +37,9 @@ class _Session:
     announcements: int = 0
     withdrawals: int = 0
     prefixes: set[str] = field(default_factory=set)
-    origins: set[AsPathElement] = field(default_factory=set)
+    origins: set[int] = field(default_factory=set)
+    #: AS_SET origins, apart: the ASN list goes out as is (no per-element check)
+    origin_sets: set[tuple[int, ...]] = field(default_factory=set)
     path_len_sum: int = 0
     path_len_count: int = 0
     path_changes: int = 0
@@ -55,12 +65,20 @@ class _Session:
         self.downs = self.ups = 0
         self.prefixes = set()
         self.origins = set()
+        self.origin_sets = set()
+
+    def distinct_origins(self) -> int:
+        return len(self.origins) + len(self.origin_sets)
+
+    def add_origin(self, announced_by: AsPathElement | None) -> None:
+        if type(announced_by) is int:
+            self.origins.add(announced_by)
+        elif announced_by is not None:
+            self.origin_sets.add(announced_by)  # type: ignore[arg-type]
 
 
 #: Extra key of every emitted row: distinct origin ASNs announced in the window.
 ORIGINS = "distinct_origins"
-#: Extra key with ``origin_sets``: the origins themselves (ASNs; an AS_SET a tuple).
-ORIGIN_SET = "origin_set"
 
 
 def session_id(update: Update) -> str:
@@ -80,14 +98,13 @@ class WindowAggregator:
     data is not dropped); ``late`` counts them.
     """
 
-    def __init__(self, window_s: int, *, origin_sets: bool = False) -> None:
-        """``origin_sets``: rows carry the origins themselves (a list) under
-        :data:`ORIGIN_SET` besides their count, so that partial windows of several
-        partitions can be merged (:mod:`bgp_orchestrator.sessionstats.partials`)."""
+    def __init__(self, window_s: int, *, partial: bool = False) -> None:
+        """``partial``: rows are the wire rows of the sessions touched in the window
+        (see the module docstring), to be merged with other partitions'."""
         if window_s <= 0:
             raise ValueError(f"window_s must be positive, got {window_s}")
         self.window_s = window_s
-        self.origin_sets = origin_sets
+        self.partial = partial
         self._sessions: dict[str, _Session] = {}
         self._open: int | None = None  # start (epoch s) of the open window
         self.late = 0
@@ -99,10 +116,10 @@ class WindowAggregator:
     def _window_of(self, timestamp: float) -> int:
         return int(timestamp // self.window_s) * self.window_s
 
-    def add(self, update: Update) -> list[dict[str, Any]]:
+    def add(self, update: Update) -> list[Any]:
         """Count one update; returns the rows of any windows it closed."""
         start = self._window_of(update.timestamp)
-        closed: list[dict[str, Any]] = []
+        closed: list[Any] = []
         if self._open is None:
             self._open = start
         elif start > self._open:
@@ -119,9 +136,7 @@ class WindowAggregator:
             session.prefixes.add(update.prefix)
             session.path_len_sum += _path_length(update)
             session.path_len_count += 1
-            announced_by = origin(update.as_path)
-            if announced_by is not None:
-                session.origins.add(announced_by)
+            session.add_origin(origin(update.as_path))
             digest = hash(update.as_path)
             before = session.routes.get(update.prefix)
             if before is not None and before != digest:
@@ -138,15 +153,15 @@ class WindowAggregator:
             session.ups += 1
         return closed
 
-    def close_until(self, start: int) -> list[dict[str, Any]]:
+    def close_until(self, start: int) -> list[Any]:
         """Close every open window that starts before ``start`` (epoch seconds)."""
-        rows: list[dict[str, Any]] = []
+        rows: list[Any] = []
         while self._open is not None and self._open < start:
-            rows.extend(self._emit(self._open))
+            rows.extend(self._emit_partial() if self.partial else self._emit(self._open))
             self._open += self.window_s
         return rows
 
-    def flush(self) -> list[dict[str, Any]]:
+    def flush(self) -> list[Any]:
         """Close the open window (at the end of a finite stream)."""
         if self._open is None:
             return []
@@ -159,11 +174,28 @@ class WindowAggregator:
             row[ENTITY] = key
             row["peer_asn"] = session.peer_asn
             row["window_start"] = when
-            row[ORIGINS] = len(session.origins)
-            if self.origin_sets:
-                row[ORIGIN_SET] = list(session.origins)
+            row[ORIGINS] = session.distinct_origins()
             session.reset()
             yield row
+
+    def _emit_partial(self) -> list[list[Any]]:
+        """Wire rows (:func:`bgp_orchestrator.sessionstats.partials.wire_row`) of the
+        sessions that carried an update in the window."""
+        rows = []
+        for key, session in self._sessions.items():
+            if not (session.announcements or session.withdrawals or session.downs or session.ups):
+                continue
+            rows.append(
+                [
+                    key,
+                    session.peer_asn,
+                    *session.counts(),
+                    list(session.origins),
+                    [list(o) for o in session.origin_sets],
+                ]
+            )
+            session.reset()
+        return rows
 
 
 def window_counts(updates: Iterable[Update], window_s: int) -> list[dict[str, Any]]:

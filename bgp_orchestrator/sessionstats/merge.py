@@ -12,6 +12,10 @@ never reports (its partition wedged, its state lost) holds the features back by
 that long at most, not forever. Its partials arriving after that are dropped as
 those of a merged window are (``duplicates``).
 
+Partials are sparse (only the sessions a source saw updates of in the window):
+:attr:`SessionMerger.known` keeps every session heard of and the routes each
+source last said it held, and each merged window has a row for every one of them.
+
 A partial of a window already merged (a source replaying after a restart from
 an older checkpoint) is counted in ``duplicates`` and dropped: the window's
 features were already handed over. Offsets: a record is done once its window
@@ -24,7 +28,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from bgp_orchestrator.sessionstats.partials import Partial, merge_rows
+from bgp_orchestrator.sessionstats.partials import KnownSessions, Partial, merge_rows
 
 
 @dataclass
@@ -53,6 +57,9 @@ class SessionMerger:
     #: window start -> clock reading when its first partial arrived (not saved: a
     #: restored merger waits the timeout again)
     waiting_since: dict[int, float] = field(default_factory=dict)
+    #: every session heard of, with the routes each source last said it held (partials
+    #: are sparse: a quiet session's row is made here)
+    known: KnownSessions = field(default_factory=KnownSessions)
 
     def offer(self, offset: int, partial: Partial, now: float | None = None) -> None:
         self.next_offset = offset + 1
@@ -96,7 +103,7 @@ class SessionMerger:
             sources = self.pending.pop(start)
             self.waiting_since.pop(start, None)
             complete = until is not None and start + self.window_s <= until
-            out.append(MergedWindow(start, merge_rows(start, sources.values()), complete))
+            out.append(MergedWindow(start, merge_rows(start, sources, self.known), complete))
             self.merged_until = start
         return out
 
@@ -121,11 +128,14 @@ class SessionMerger:
             list(self.reported.items()),
             [[w, list(by_source.items())] for w, by_source in self.pending.items()],
             self.duplicates,
+            self.known.dump(),
         ]
 
     @classmethod
     def load(cls, window_s: int, data: list[Any]) -> SessionMerger:
-        merged_until, sources, reported, pending, duplicates = data
+        """A merger :meth:`dump` saved (one saved before it kept its known sessions
+        starts with none: the routes quiet sessions hold warm up again)."""
+        merged_until, sources, reported, pending, duplicates, *rest = data
         return cls(
             window_s,
             merged_until=merged_until,
@@ -133,4 +143,5 @@ class SessionMerger:
             reported={int(s): int(u) for s, u in reported},
             pending={int(w): {int(s): rows for s, rows in by} for w, by in pending},
             duplicates=int(duplicates),
+            known=KnownSessions.load(rest[0]) if rest else KnownSessions(),
         )

@@ -12,6 +12,13 @@ and window, a partition's counts therefore add up to the session's counts:
 * ``distinct_origins`` is a set over prefixes of several partitions: partials
   carry the origins themselves and the merge counts their union.
 
+Partials are sparse: a partition sends rows only for the sessions that carried an
+update there in the window. A session quiet on a partition has zeros there and
+the routes it held before, so the merge keeps, per session, each source's last
+``prefix_count`` (:class:`KnownSessions`) and gives every session it ever heard of
+a row each window, as one aggregator over the whole stream would: quiet sessions
+get their zeros and the routes they still hold.
+
 A partial stage (any number of replicas, partitions of ``bgp.updates`` spread
 over them) closes each of its partitions' windows on that partition's own event
 time and sends, per window, one record to every partition of the
@@ -27,18 +34,18 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import msgpack  # type: ignore[import-untyped]
 
-from bgp_orchestrator.bgp.update import AsPathElement
 from bgp_orchestrator.errors import BgpoError
 from bgp_orchestrator.flaps.features import BASE_COLUMNS, ENTITY
-from bgp_orchestrator.flaps.windows import ORIGIN_SET, ORIGINS
+from bgp_orchestrator.flaps.windows import ORIGINS
 
-FORMAT = 1
+#: 2: origins as two lists (ASNs, AS_SETs); 1 (still read): one list of both.
+FORMAT = 2
 
 #: Counts summed over partitions; the others take the largest partition's value.
 SUMMED = (
@@ -78,23 +85,27 @@ def session_partition(session: str, partitions: int) -> int:
     return zlib.crc32(session.encode()) % partitions
 
 
-def wire_row(row: Mapping[str, Any]) -> list[Any]:
-    """A window row as sent: session, peer ASN, the base counts, the origins."""
-    origins = [list(o) if isinstance(o, tuple) else o for o in row[ORIGIN_SET]]
-    return [row[ENTITY], row["peer_asn"], *(row[c] for c in BASE_COLUMNS), origins]
-
-
-def split_rows(rows: Iterable[Mapping[str, Any]], partitions: int) -> list[list[list[Any]]]:
-    """The wire rows of one window per session-windows partition (every partition has
-    a list, possibly empty: the empty record still reports the window)."""
-    out: list[list[list[Any]]] = [[] for _ in range(partitions)]
+def split_rows(
+    rows: Iterable[Sequence[Any]], partitions: int, cache: dict[str, int] | None = None
+) -> list[list[Sequence[Any]]]:
+    """Wire rows (``[session, peer ASN, *base counts, origin ASNs, AS_SET origins]``, as a partial
+    :class:`~bgp_orchestrator.flaps.windows.WindowAggregator` emits them) of one
+    window per session-windows partition (every partition has a list, possibly
+    empty: the empty record still reports the window). ``cache``: session ->
+    partition, kept by the caller across windows."""
+    out: list[list[Sequence[Any]]] = [[] for _ in range(partitions)]
+    known = {} if cache is None else cache
     for row in rows:
-        out[session_partition(str(row[ENTITY]), partitions)].append(wire_row(row))
+        session = row[0]
+        target = known.get(session)
+        if target is None:
+            target = known[session] = session_partition(session, partitions)
+        out[target].append(row)
     return out
 
 
 def encode_window(
-    source: int, sources: int, window: int, window_s: int, rows: list[list[Any]]
+    source: int, sources: int, window: int, window_s: int, rows: Sequence[Sequence[Any]]
 ) -> bytes:
     data: bytes = msgpack.packb(
         [FORMAT, source, sources, window, window + window_s, rows], use_bin_type=True
@@ -112,7 +123,7 @@ def decode(data: bytes) -> Partial:
         version, source, sources, window, until, rows = msgpack.unpackb(data, raw=False)
     except (ValueError, TypeError, msgpack.UnpackException) as exc:
         raise BadPartial("bad-partial", f"not a partial window record: {exc}") from exc
-    if version != FORMAT:
+    if version not in (1, FORMAT):
         raise BadPartial("bad-partial", f"partial window format {version}, expected {FORMAT}")
     if not (isinstance(source, int) and isinstance(sources, int) and 0 <= source < sources):
         raise BadPartial("bad-partial", f"source partition {source!r} of {sources!r}")
@@ -120,41 +131,80 @@ def decode(data: bytes) -> Partial:
         raise BadPartial("bad-partial", f"window start {window!r} is not an integer")
     if not isinstance(until, int) or not isinstance(rows, list):
         raise BadPartial("bad-partial", "until must be an integer and rows a list")
+    if version == 1:  # a record sent before the upgrade
+        rows = [_split_origins(row) for row in rows]
     return Partial(source, sources, window, until, rows)
 
 
-def _origin(value: Any) -> AsPathElement:
-    return tuple(value) if isinstance(value, list) else int(value)
+def _split_origins(row: list[Any]) -> list[Any]:
+    *head, origins = row
+    return [
+        *head,
+        [o for o in origins if not isinstance(o, list)],
+        [o for o in origins if isinstance(o, list)],
+    ]
 
 
-def merge_rows(window: int, partials: Iterable[Sequence[Sequence[Any]]]) -> list[dict[str, Any]]:
-    """The rows of one window (as :class:`~bgp_orchestrator.flaps.windows.WindowAggregator`
-    emits them, ``distinct_origins`` included) from every source's wire rows."""
-    n = len(BASE_COLUMNS)
-    summed = [BASE_COLUMNS.index(c) for c in SUMMED]
-    maxed = [BASE_COLUMNS.index(c) for c in EVENTS]
-    merged: dict[str, tuple[int, list[int], set[AsPathElement]]] = {}
-    for rows in partials:
+_N = len(BASE_COLUMNS)
+_SUMMED = [BASE_COLUMNS.index(c) for c in SUMMED if c != "prefix_count"]
+_MAXED = [BASE_COLUMNS.index(c) for c in EVENTS]
+_HELD = BASE_COLUMNS.index("prefix_count")
+
+
+@dataclass
+class KnownSessions:
+    """Every session the merge has heard of: its peer ASN and, per source partition,
+    the routes it held there at the end of the last window that source sent it in."""
+
+    #: session -> [peer ASN, {source: prefix_count}]
+    sessions: dict[str, list[Any]] = field(default_factory=dict)
+
+    def dump(self) -> list[Any]:
+        return [[s, asn, list(held.items())] for s, (asn, held) in self.sessions.items()]
+
+    @classmethod
+    def load(cls, data: list[Any]) -> KnownSessions:
+        return cls({str(s): [int(asn), {int(k): int(v) for k, v in held}] for s, asn, held in data})
+
+
+def merge_rows(
+    window: int, partials: Mapping[int, Sequence[Sequence[Any]]], known: KnownSessions
+) -> list[dict[str, Any]]:
+    """The rows of one window (as one :class:`~bgp_orchestrator.flaps.windows.WindowAggregator`
+    over the whole stream emits them, ``distinct_origins`` included) from every source's
+    wire rows: one per session in ``known`` once the window's rows are added to it."""
+    sessions = known.sessions
+    merged: dict[str, tuple[list[int], set[int], set[tuple[int, ...]]]] = {}
+    for source, rows in partials.items():
         for session, asn, *values in rows:
-            counts, origins = values[:n], values[n]
+            counts, origins, origin_sets = values[:_N], values[_N], values[_N + 1]
+            entry = sessions.get(session)
+            if entry is None:
+                entry = sessions[session] = [int(asn), {}]
+            entry[1][source] = int(counts[_HELD])
             held = merged.get(session)
             if held is None:
-                merged[session] = (int(asn), list(counts), {_origin(o) for o in origins})
+                merged[session] = (list(counts), set(origins), {tuple(o) for o in origin_sets})
                 continue
-            total = held[1]
-            for i in summed:
+            total = held[0]
+            for i in _SUMMED:
                 total[i] += counts[i]
-            for i in maxed:
+            for i in _MAXED:
                 total[i] = max(total[i], counts[i])
-            held[2].update(_origin(o) for o in origins)
+            held[1].update(origins)
+            held[2].update(tuple(o) for o in origin_sets)
     when = datetime.fromtimestamp(window, UTC)
+    quiet = [0] * _N
     out = []
-    for session in sorted(merged):
-        asn, counts, origins = merged[session]
+    for session in sorted(sessions):
+        asn, held_by_source = sessions[session]
+        touched = merged.get(session)
+        counts = list(quiet) if touched is None else touched[0]
+        counts[_HELD] = sum(held_by_source.values())
         row: dict[str, Any] = dict(zip(BASE_COLUMNS, counts, strict=True))
         row[ENTITY] = session
         row["peer_asn"] = asn
         row["window_start"] = when
-        row[ORIGINS] = len(origins)
+        row[ORIGINS] = 0 if touched is None else len(touched[1]) + len(touched[2])
         out.append(row)
     return out

@@ -67,7 +67,7 @@ def _dump_sessions(aggregator: WindowAggregator) -> list[Any]:
             [s.announcements, s.withdrawals, s.path_len_sum, s.path_len_count],
             [s.path_changes, s.downs, s.ups],
             sorted(s.prefixes),
-            [list(o) if isinstance(o, tuple) else o for o in s.origins],
+            [*s.origins, *(list(o) for o in s.origin_sets)],
         ]
         for key, s in aggregator._sessions.items()
     ]
@@ -81,7 +81,8 @@ def _load_sessions(aggregator: WindowAggregator, data: list[Any]) -> None:
         )
         session.path_changes, session.downs, session.ups = changes
         session.prefixes = set(prefixes)
-        session.origins = {_origin(o) for o in origins}
+        for o in origins:
+            session.add_origin(_origin(o))
         aggregator._sessions[key] = session
 
 
@@ -125,7 +126,7 @@ def load_stream(data: bytes, now: float) -> WindowStream:
     ) = _unpack(data, STREAM_FORMAT)
     quiet = float(rest[0]) if rest else 0.0  # checkpoints saved before it was kept: 0
     stream = WindowStream(int(window_s), float(grace_s), skip_until=skip_until)
-    stream.aggregator = WindowAggregator(int(window_s), origin_sets=True)
+    stream.aggregator = WindowAggregator(int(window_s), partial=True)
     stream.open = open_
     stream.aggregator._open = agg_open
     stream.aggregator.late = int(late)

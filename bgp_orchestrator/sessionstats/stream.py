@@ -41,7 +41,7 @@ _SESSION_EVENTS = (Kind.PEER_UP, Kind.PEER_DOWN)
 @dataclass(frozen=True)
 class ClosedWindow:
     start: int  # epoch seconds
-    rows: list[dict[str, Any]]
+    rows: list[Any]  # row dicts, or wire rows of a partial stream
 
 
 class WindowStream:
@@ -51,17 +51,17 @@ class WindowStream:
         grace_s: float,
         *,
         skip_until: int | None = None,
-        origin_sets: bool = False,
+        partial: bool = False,
     ) -> None:
         """``skip_until``: start of the newest window already handed over (a restart):
-        updates of that window and earlier ones are skipped. ``origin_sets``: rows carry
-        their origins (partial windows, :mod:`.partials`)."""
+        updates of that window and earlier ones are skipped. ``partial``: closed windows
+        hold the wire rows of the sessions touched (partial windows, :mod:`.partials`)."""
         if grace_s < 0:
             raise ValueError(f"grace_s must not be negative, got {grace_s}")
         self.window_s = window_s
         self.grace_s = grace_s
         self.skip_until = skip_until
-        self.aggregator = WindowAggregator(window_s, origin_sets=origin_sets)
+        self.aggregator = WindowAggregator(window_s, partial=partial)
         self.open: int | None = None  # start of the window being counted
         self.latest: dict[int, float] = {}  # partition -> newest event time seen
         self.duplicates = 0  # session events seen on a second partition

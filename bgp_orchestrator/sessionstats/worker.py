@@ -280,6 +280,8 @@ class PartialStage(_Checkpointing):
         self._heartbeat_until: dict[int, int] = {}
         self._heartbeat_at = 0.0
         self._log_starts: dict[int, int] = {}  # where each partition's log began when assigned
+        self._targets: dict[str, int] = {}  # session -> its session-windows partition
+        self._targets_of = 0  # ... of that many partitions
         self.loop = ConsumeLoop(
             self,
             lambda: update_stream_consumer(
@@ -291,7 +293,7 @@ class PartialStage(_Checkpointing):
         )
 
     def _new_stream(self) -> WindowStream:
-        return WindowStream(self.window_s, self.worker.grace_s, origin_sets=True)
+        return WindowStream(self.window_s, self.worker.grace_s, partial=True)
 
     def _unsettled(self) -> set[int]:
         return {p for p, _ in self._closing}
@@ -412,7 +414,10 @@ class PartialStage(_Checkpointing):
 
     async def _send(self, partition: int, window: ClosedWindow) -> None:
         worker = self.worker
-        per_target = wire.split_rows(window.rows, worker.targets)
+        if self._targets_of != worker.targets:  # the topic's partitions, known after start
+            self._targets.clear()
+            self._targets_of = worker.targets
+        per_target = wire.split_rows(window.rows, worker.targets, self._targets)
         records = [
             wire.encode_window(partition, worker.sources, window.start, self.window_s, rows)
             for rows in per_target

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from datetime import timedelta
 from pathlib import Path
@@ -231,7 +230,7 @@ async def test_parquet_compaction_keeps_every_point_and_the_last_write(tmp_path:
     points = make_points(base)
     for i in range(0, len(points), 7):  # many small writes, as the live stats make
         await store.write(points[i : i + 7])
-    rewritten = dataclasses.replace(points[0], value=12345.5)
+    rewritten = points[0]._replace(value=12345.5)
     await store.write([rewritten])  # a later write of a point wins
     start, end = base - timedelta(hours=1), base + timedelta(hours=2)
     before = await store.read(start=start, end=end)
@@ -244,7 +243,7 @@ async def test_parquet_compaction_keeps_every_point_and_the_last_write(tmp_path:
     assert after.equals(before)
     # a later write still wins over the merged file
     assert 12345.5 in set(after["value"])
-    again = dataclasses.replace(rewritten, value=54321.5)
+    again = rewritten._replace(value=54321.5)
     await store.write([again])
     got = await store.read(start=start, end=end, sessions=[again.session])
     assert 54321.5 in set(got["value"]) and 12345.5 not in set(got["value"])

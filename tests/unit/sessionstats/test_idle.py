@@ -221,7 +221,7 @@ async def test_idle_time_survives_a_move_of_the_partitions(tmp_path: Path) -> No
 
 def test_a_window_a_source_never_reports_is_merged_on_the_timeout() -> None:
     merger = SessionMerger(W)
-    row = ["c|a", 64500, 1, 0, 1, 2, 1, 0, 0, 0, 1, [65000]]
+    row = ["c|a", 64500, 1, 0, 1, 2, 1, 0, 0, 0, 1, [65000], []]
     merger.offer(0, wire.decode(wire.encode_window(0, 2, T0, W, [row])), now=100.0)
     assert merger.ready(now=100.0 + 599, timeout_s=600) == []  # source 1 may still come
     (window,) = merger.ready(now=100.0 + 600, timeout_s=600)

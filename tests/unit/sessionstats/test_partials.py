@@ -7,6 +7,7 @@ import random
 from datetime import UTC, datetime
 from typing import Any
 
+import msgpack  # type: ignore[import-untyped]
 import pandas as pd
 import pytest
 
@@ -56,7 +57,7 @@ def run_partials(stream: list[Update], *, snapshot_at: int | None = None) -> dic
     groups = codec.split_by_partition(stream, SOURCES)
     out: dict[int, list[bytes]] = {t: [] for t in range(TARGETS)}
     for p in range(SOURCES):
-        ws = WindowStream(W, 10, origin_sets=True)
+        ws = WindowStream(W, 10, partial=True)
         for offset, update in enumerate(groups.get(p, [])):
             if snapshot_at is not None and offset == snapshot_at:
                 ws = load_stream(dump_stream(ws), now=0.0)
@@ -135,7 +136,7 @@ def test_state_restored_from_checkpoints_gives_the_same_features() -> None:
 
 def test_a_window_waits_for_every_source() -> None:
     merger = SessionMerger(W)
-    row = ["c|a", 64500, 1, 0, 1, 2, 1, 0, 0, 0, 1, [65000]]
+    row = ["c|a", 64500, 1, 0, 1, 2, 1, 0, 0, 0, 1, [65000], []]
     merger.offer(0, wire.decode(wire.encode_window(0, 2, T0, W, [row])))
     assert merger.ready() == []  # source 1 not heard from
     assert merger.committable() == 0
@@ -153,7 +154,7 @@ def test_a_window_waits_for_every_source() -> None:
 
 def test_session_events_counted_once_and_a_heartbeat_releases_a_window() -> None:
     merger = SessionMerger(W)
-    down = ["c|a", 64500, 0, 0, 0, 0, 0, 0, 1, 0, 0, []]
+    down = ["c|a", 64500, 0, 0, 0, 0, 0, 0, 1, 0, 0, [], []]
     merger.offer(0, wire.decode(wire.encode_window(0, 3, T0, W, [down])))
     merger.offer(1, wire.decode(wire.encode_window(1, 3, T0, W, [down])))
     assert merger.ready() == []
@@ -161,6 +162,42 @@ def test_session_events_counted_once_and_a_heartbeat_releases_a_window() -> None
     merger.offer(2, wire.decode(wire.encode_heartbeat(2, 3, T0 + W)))
     (window,) = merger.ready()
     assert window.rows[0]["downs"] == 1  # copied to every partition, counted once
+
+
+def test_a_quiet_session_keeps_the_routes_its_sources_last_reported() -> None:
+    """Partials are sparse: a source that saw nothing of a session in a window sends no
+    row for it; the merged row still counts the routes that source holds, and a session
+    quiet everywhere still gets its row of zeros. Kept across a checkpoint."""
+    merger = SessionMerger(W)
+    a0 = ["c|a", 64500, 3, 0, 3, 9, 3, 0, 0, 0, 3, [65000], [[65001, 65002]]]
+    a1 = ["c|a", 64500, 2, 0, 2, 6, 2, 0, 0, 0, 2, [65000], []]
+    b0 = ["c|b", 64501, 1, 0, 1, 2, 1, 0, 0, 0, 1, [65009], []]
+    merger.offer(0, wire.decode(wire.encode_window(0, 2, T0, W, [a0, b0])))
+    merger.offer(1, wire.decode(wire.encode_window(1, 2, T0, W, [a1])))
+    (first,) = merger.ready()
+    assert [(r["session_id"], r["prefix_count"], r["distinct_origins"]) for r in first.rows] == [
+        ("c|a", 5, 2),
+        ("c|b", 1, 1),
+    ]
+    merger = SessionMerger.load(W, merger.dump())
+    withdrawn = ["c|a", 64500, 0, 1, 1, 0, 0, 0, 0, 0, 1, [], []]  # source 1: one route left
+    merger.offer(2, wire.decode(wire.encode_window(0, 2, T0 + W, W, [])))
+    merger.offer(3, wire.decode(wire.encode_window(1, 2, T0 + W, W, [withdrawn])))
+    (second,) = merger.ready()
+    a, b = second.rows
+    assert (a["withdrawals"], a["prefix_count"], a["announcements"]) == (1, 4, 0)
+    assert (b["announcements"], b["prefix_count"], b["distinct_origins"]) == (0, 1, 0)
+
+
+def test_records_of_the_first_format_still_merge() -> None:
+    """Records a replica sent before the upgrade (one list of origins) are read."""
+    old = msgpack.packb(
+        [1, 0, 1, T0, T0 + W, [["c|a", 64500, 2, 0, 2, 4, 2, 0, 0, 0, 2, [65000, [1, 2]]]]]
+    )
+    merger = SessionMerger(W)
+    merger.offer(0, wire.decode(old))
+    (window,) = merger.ready()
+    assert window.rows[0]["distinct_origins"] == 2 and window.rows[0]["prefix_count"] == 2
 
 
 def test_sessions_map_to_stable_partitions() -> None:
