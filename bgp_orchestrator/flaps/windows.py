@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from bgp_orchestrator.bgp.update import AsPathElement, Kind, Update, origin
+from bgp_orchestrator.bgp.update import AsPathElement, Kind, Update
 from bgp_orchestrator.flaps.features import BASE_COLUMNS, ENTITY
 
 
@@ -86,11 +86,6 @@ def session_id(update: Update) -> str:
     return update.peer_key
 
 
-def _path_length(update: Update) -> int:
-    # An AS_SET counts as one hop (RFC 4271 9.1.2.2).
-    return len(update.as_path)
-
-
 class WindowAggregator:
     """Incremental window counts; see the module docstring.
 
@@ -106,6 +101,8 @@ class WindowAggregator:
         self.window_s = window_s
         self.partial = partial
         self._sessions: dict[str, _Session] = {}
+        #: the sessions that carried an update in the open window (partial rows)
+        self._touched: dict[str, _Session] = {}
         self._open: int | None = None  # start (epoch s) of the open window
         self.late = 0
 
@@ -120,38 +117,72 @@ class WindowAggregator:
         """Count one update; returns the rows of any windows it closed."""
         start = self._window_of(update.timestamp)
         closed: list[Any] = []
-        if self._open is None:
-            self._open = start
-        elif start > self._open:
+        if self._open is not None and start > self._open:
             closed = self.close_until(start)
-        elif start < self._open:
-            self.late += 1
-        key = session_id(update)
-        session = self._sessions.get(key)
-        if session is None:
-            session = self._sessions[key] = _Session(update.peer_asn)
-        kind = update.kind
-        if kind == Kind.ANNOUNCE:
-            session.announcements += 1
-            session.prefixes.add(update.prefix)
-            session.path_len_sum += _path_length(update)
-            session.path_len_count += 1
-            session.add_origin(origin(update.as_path))
-            digest = hash(update.as_path)
-            before = session.routes.get(update.prefix)
-            if before is not None and before != digest:
-                session.path_changes += 1
-            session.routes[update.prefix] = digest
-        elif kind == Kind.WITHDRAW:
-            session.withdrawals += 1
-            session.prefixes.add(update.prefix)
-            session.routes.pop(update.prefix, None)
-        elif kind == Kind.PEER_DOWN:
-            session.downs += 1
-            session.routes.clear()  # a session that goes down loses its routes
-        elif kind == Kind.PEER_UP:
-            session.ups += 1
+        self.count((update,))
         return closed
+
+    def count(self, updates: Iterable[Update]) -> None:  # noqa: PLR0915 - one loop, on purpose
+        """Count updates in the open window (the first one opens it): updates of that
+        window and late ones (of earlier windows; ``late`` counts them). A caller that
+        closes windows itself (:meth:`close_until`, as
+        :class:`~bgp_orchestrator.sessionstats.stream.WindowStream` does) counts a
+        record's updates in one call: the loop keeps what it needs in locals, which
+        matters at a few hundred thousand updates a second."""
+        window_s = self.window_s
+        sessions = self._sessions
+        touched = self._touched
+        opened = self._open
+        late = 0
+        announce, withdraw, down, up = Kind.ANNOUNCE, Kind.WITHDRAW, Kind.PEER_DOWN, Kind.PEER_UP
+        try:
+            for update in updates:
+                start = int(update.timestamp // window_s) * window_s
+                if opened is None:
+                    opened = self._open = start
+                elif start != opened:
+                    if start > opened:
+                        raise ValueError(
+                            f"an update of window {start} counted in the open window "
+                            f"{opened}: close the open window first"
+                        )
+                    late += 1
+                key = update.peer_key  # session_id()
+                session = sessions.get(key)
+                if session is None:
+                    session = sessions[key] = _Session(update.peer_asn)
+                touched[key] = session
+                kind = update.kind
+                if kind == announce:
+                    path = update.as_path
+                    prefix = update.prefix
+                    session.announcements += 1
+                    session.prefixes.add(prefix)
+                    session.path_len_sum += len(path)  # an AS_SET counts as one hop
+                    session.path_len_count += 1
+                    if path:
+                        last = path[-1]  # the origin (origin())
+                        if type(last) is int:
+                            session.origins.add(last)
+                        else:
+                            session.origin_sets.add(last)  # type: ignore[arg-type]
+                    digest = hash(path)
+                    routes = session.routes
+                    before = routes.get(prefix)
+                    if before is not None and before != digest:
+                        session.path_changes += 1
+                    routes[prefix] = digest
+                elif kind == withdraw:
+                    session.withdrawals += 1
+                    session.prefixes.add(update.prefix)
+                    session.routes.pop(update.prefix, None)
+                elif kind == down:
+                    session.downs += 1
+                    session.routes.clear()  # a session that goes down loses its routes
+                elif kind == up:
+                    session.ups += 1
+        finally:
+            self.late += late
 
     def close_until(self, start: int) -> list[Any]:
         """Close every open window that starts before ``start`` (epoch seconds)."""
@@ -167,7 +198,14 @@ class WindowAggregator:
             return []
         return self.close_until(self._open + self.window_s)
 
+    def restore(self, key: str, session: _Session) -> None:
+        """A session of a checkpoint (:mod:`bgp_orchestrator.sessionstats.snapshot`)."""
+        self._sessions[key] = session
+        if session.announcements or session.withdrawals or session.downs or session.ups:
+            self._touched[key] = session
+
     def _emit(self, start: int) -> Iterator[dict[str, Any]]:
+        self._touched = {}
         when = datetime.fromtimestamp(start, UTC)
         for key, session in self._sessions.items():
             row: dict[str, Any] = dict(zip(BASE_COLUMNS, session.counts(), strict=True))
@@ -182,9 +220,8 @@ class WindowAggregator:
         """Wire rows (:func:`bgp_orchestrator.sessionstats.partials.wire_row`) of the
         sessions that carried an update in the window."""
         rows = []
-        for key, session in self._sessions.items():
-            if not (session.announcements or session.withdrawals or session.downs or session.ups):
-                continue
+        touched, self._touched = self._touched, {}
+        for key, session in touched.items():
             rows.append(
                 [
                     key,

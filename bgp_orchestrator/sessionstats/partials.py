@@ -194,17 +194,19 @@ def merge_rows(
             held[1].update(origins)
             held[2].update(tuple(o) for o in origin_sets)
     when = datetime.fromtimestamp(window, UTC)
-    quiet = [0] * _N
+    # Most sessions are quiet in most windows: their row is a copy of this one.
+    quiet: dict[str, Any] = dict.fromkeys((*BASE_COLUMNS, ENTITY, "peer_asn", ORIGINS), 0)
+    quiet["window_start"] = when
     out = []
     for session in sorted(sessions):
         asn, held_by_source = sessions[session]
+        row = quiet.copy()
         touched = merged.get(session)
-        counts = list(quiet) if touched is None else touched[0]
-        counts[_HELD] = sum(held_by_source.values())
-        row: dict[str, Any] = dict(zip(BASE_COLUMNS, counts, strict=True))
+        if touched is not None:
+            row.update(zip(BASE_COLUMNS, touched[0], strict=True))
+            row[ORIGINS] = len(touched[1]) + len(touched[2])
+        row["prefix_count"] = sum(held_by_source.values())
         row[ENTITY] = session
         row["peer_asn"] = asn
-        row["window_start"] = when
-        row[ORIGINS] = 0 if touched is None else len(touched[1]) + len(touched[2])
         out.append(row)
     return out

@@ -83,7 +83,7 @@ def _load_sessions(aggregator: WindowAggregator, data: list[Any]) -> None:
         session.prefixes = set(prefixes)
         for o in origins:
             session.add_origin(_origin(o))
-        aggregator._sessions[key] = session
+        aggregator.restore(key, session)
 
 
 def dump_stream(stream: WindowStream, now: float | None = None) -> bytes:

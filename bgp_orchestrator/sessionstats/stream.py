@@ -85,33 +85,46 @@ class WindowStream:
     def offer(self, partition: int, offset: int, updates: Iterable[Update], now: float) -> int:
         """The updates of one record (in partition order); returns how many were counted
         or buffered."""
+        window_s = self.window_s
+        skip_until = self.skip_until
+        opened = self.open
+        events = self._events
+        pending = self._pending
+        counted: list[Update] = []  # of the open window (or late): counted at once
         newest_window = -1
         accepted = 0
+        latest = self.latest.get(partition, -math.inf)
+        newest = -math.inf if self._newest is None else self._newest
         for update in updates:
-            window = self.window_of(update.timestamp)
-            if self.skip_until is not None and window <= self.skip_until:
+            timestamp = update.timestamp
+            window = int(timestamp // window_s) * window_s
+            if skip_until is not None and window <= skip_until:
                 self.skipped += 1
                 continue
             if update.kind in _SESSION_EVENTS:
-                key = (int(update.kind), update.timestamp, update.peer_key)
-                if key in self._events:
+                key = (int(update.kind), timestamp, update.peer_key)
+                if key in events:
                     self.duplicates += 1
                     continue
-                self._events[key] = window
-            # the window it is counted in: a late update counts in the open one
-            newest_window = max(
-                newest_window, window if self.open is None else max(window, self.open)
-            )
+                events[key] = window
             accepted += 1
-            if self.open is not None and window <= self.open:
-                self.aggregator.add(update)
+            # the window it is counted in: a late update counts in the open one
+            if opened is not None and window <= opened:
+                counted.append(update)
+                window = opened
             else:
-                self._pending.append(update)
-            if update.timestamp > self.latest.get(partition, -math.inf):
-                self.latest[partition] = update.timestamp
-            if self._newest is None or update.timestamp > self._newest:
-                self._newest = update.timestamp
+                pending.append(update)
+            newest_window = max(newest_window, window)
+            latest = max(latest, timestamp)
+            if timestamp > newest:
+                newest = timestamp
                 self._newest_at = now
+        if counted:
+            self.aggregator.count(counted)
+        if latest != -math.inf:
+            self.latest[partition] = latest
+        if newest != -math.inf:
+            self._newest = newest
         self._records.setdefault(partition, deque()).append((offset, newest_window))
         self._next[partition] = offset + 1
         return accepted
@@ -175,13 +188,16 @@ class WindowStream:
     def _drain(self) -> None:
         """Count the buffered updates of the open window (in arrival order)."""
         assert self.open is not None
+        window_s, opened = self.window_s, self.open
         keep: list[Update] = []
+        now: list[Update] = []
         for update in self._pending:
-            if self.window_of(update.timestamp) <= self.open:
-                self.aggregator.add(update)
+            if int(update.timestamp // window_s) * window_s <= opened:
+                now.append(update)
             else:
                 keep.append(update)
         self._pending = keep
+        self.aggregator.count(now)
 
     # --- offsets -------------------------------------------------------------------
 
