@@ -286,6 +286,30 @@ class Settings(BaseSettings):
         "may lag a burst by a minute, the detectors' alerts may not, so on a shared machine "
         "the detectors and the ingest commands get the CPU first (0 = equal).",
     )
+    session_stats_idle: bool = Field(
+        True,
+        description="Run the session-stats replicas in Linux's SCHED_IDLE class (besides "
+        "the niceness): they get the CPU the detectors and ingest commands leave, all of it "
+        "when those are quiet. Niceness alone weighs only within a scheduling group, and "
+        "the replicas left the user's ingest path about a core short. Under a load that "
+        "never lets up, their lag grows (`bgpo status` shows it).",
+    )
+    session_stats_cpu_share: float = Field(
+        0.2,
+        ge=0,
+        le=64,
+        description="Cores each session-stats replica may use while the machine's CPU is "
+        "contended (Linux CPU pressure, `/proc/pressure/cpu` some avg10, at or above "
+        "BGPO_SESSION_STATS_PRESSURE_PCT): the loop pauses between turns to keep to it, "
+        "and runs at full speed when nothing waits for a CPU. 0 = never paced.",
+    )
+    session_stats_pressure_pct: float = Field(
+        10.0,
+        ge=0,
+        le=100,
+        description="CPU pressure (% of the last 10 s some task waited for a CPU) from "
+        "which the session-stats replicas keep to BGPO_SESSION_STATS_CPU_SHARE.",
+    )
     session_stats_group: str = Field(
         "bgpo-session-stats",
         description="Kafka consumer group of the live session stats' partial stage (reads "

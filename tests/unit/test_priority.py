@@ -60,6 +60,41 @@ def test_every_thread_and_later_threads_get_the_lower_priority() -> None:
     assert os.WEXITSTATUS(status) == 0
 
 
+@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="no SCHED_IDLE")
+def test_idle_puts_every_thread_and_later_threads_in_the_idle_class() -> None:
+    started = threading.Event()
+    release = threading.Event()
+    seen: dict[str, int] = {}
+
+    def other() -> None:
+        seen["other_tid"] = threading.get_native_id()
+        started.set()
+        release.wait(10)
+
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through its exit status
+        thread = threading.Thread(target=other)
+        thread.start()
+        started.wait(10)
+        lower_priority(0, idle=True)
+        child: dict[str, int] = {}
+        later = threading.Thread(
+            target=lambda: child.update(policy=os.sched_getscheduler(threading.get_native_id()))
+        )
+        later.start()
+        later.join()
+        ok = (
+            os.sched_getscheduler(seen["other_tid"]) == os.SCHED_IDLE
+            and os.sched_getscheduler(0) == os.SCHED_IDLE
+            and child["policy"] == os.SCHED_IDLE
+        )
+        release.set()
+        thread.join()
+        os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.WEXITSTATUS(status) == 0
+
+
 def test_nothing_changes_for_zero_and_thread_ids_include_this_thread() -> None:
     assert lower_priority(0) == 0
     assert threading.get_native_id() in thread_ids()
