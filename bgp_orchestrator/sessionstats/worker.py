@@ -79,6 +79,7 @@ from bgp_orchestrator.stream.clients import acknowledged_producer, update_stream
 from bgp_orchestrator.stream.deadletters import DeadLetterSink
 from bgp_orchestrator.stream.heap import LongLivedHeap
 from bgp_orchestrator.stream.loop import ConsumeLoop, LogInfo, LoopOptions, Start
+from bgp_orchestrator.stream.pacing import CpuPacer
 from bgp_orchestrator.stream.progress import ProgressStore
 
 log = logging.getLogger(__name__)
@@ -290,6 +291,7 @@ class PartialStage(_Checkpointing):
             self.settings.kafka_topic,
             options=worker.loop_options,
             progress=worker.progress,
+            pacer=worker.pacer,
         )
 
     def _new_stream(self) -> WindowStream:
@@ -475,6 +477,7 @@ class MergeStage(_Checkpointing):
             self.settings.session_windows_topic,
             options=worker.loop_options,
             progress=worker.merge_progress,
+            pacer=worker.pacer,
         )
 
     def writer_tag(self, partition: int) -> str:
@@ -683,6 +686,15 @@ class SessionStatsWorker:
             poll_ms=poll_ms, max_records=max_records, stall_after_s=settings.stall_after_s
         )
         self.heap = LongLivedHeap()
+        #: one for the process: both stages' loops keep to the share together
+        self.pacer = (
+            CpuPacer(
+                settings.session_stats_cpu_share,
+                pressure_pct=settings.session_stats_pressure_pct,
+            )
+            if settings.session_stats_cpu_share > 0
+            else None
+        )
         self.retired_duplicates = 0
         factory = checkpoints or _memory_checkpoints()
         self.partials = PartialStage(
@@ -777,6 +789,7 @@ class SessionStatsWorker:
             **self.counters.as_dict(),
             "loop": self.partials.loop.stats(),
             "merge_loop": self.merge.loop.stats(),
+            "paced_s": round(self.pacer.paused_s, 1) if self.pacer is not None else 0.0,
         }
         if self._describe is not None:
             out.update(self._describe())

@@ -45,6 +45,7 @@ from typing import Any, Literal, Protocol
 
 from bgp_orchestrator.errors import ServiceUnavailable
 from bgp_orchestrator.service import Backoff, sleep_or_stop
+from bgp_orchestrator.stream.pacing import CpuPacer
 from bgp_orchestrator.stream.progress import PartitionProgress, ProgressStore, stall_report
 
 log = logging.getLogger(__name__)
@@ -130,8 +131,11 @@ class ConsumeLoop:
         *,
         options: LoopOptions | None = None,
         progress: ProgressStore | None = None,
+        pacer: CpuPacer | None = None,
     ) -> None:
+        """``pacer``: paces the loop's CPU use between turns (:mod:`.pacing`)."""
         self.processor = processor
+        self.pacer = pacer
         self.consumer_factory = consumer_factory
         self.consumer: Any = None
         self.topic = topic
@@ -179,6 +183,9 @@ class ConsumeLoop:
                 await self._store_and_commit()
                 self._hold()
                 await self._publish()
+                if self.pacer is not None:
+                    self._turn("pacing")
+                    await self.pacer.pace()
         except BaseException:
             # A bug or a cancellation: commit nothing more (the state may be half
             # updated); the partitions' next owner replays from the last commit.
