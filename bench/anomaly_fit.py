@@ -2,6 +2,7 @@
 
     ./dev bench-anomaly                      # 80,000 series
     ./dev bench-anomaly --series 10000       # a quicker look
+    python bench/anomaly_fit.py --incidents-only --detectors trailing   # seconds
 
 In one run:
 
@@ -221,6 +222,12 @@ def fit_through_stack(data: LabelledSeries, workers: int) -> dict[str, Any]:
 def real_incidents(detectors: tuple[str, ...]) -> dict[str, Any]:
     """Every detector on every real labelled set: per set and pooled."""
     cases = incidents.cases(DATA)
+    for case in cases:
+        if case.state_peers:
+            log(
+                f"  {case.name:<22} state changes on {case.state_peers} peers, "
+                f"{case.silent_state_peers} of them sent no update in the dump"
+            )
     out: dict[str, Any] = {}
     for detector in detectors:
         outcomes = []
@@ -258,10 +265,20 @@ def main() -> None:
         action="store_true",
         help="only the real labelled incident sets (no stack, no 80,000 series)",
     )
+    parser.add_argument(
+        "--detectors",
+        default=",".join(incidents.DETECTORS),
+        help="detectors scored on the real sets, comma-separated (e.g. 'trailing' to "
+        "iterate in seconds; Prophet takes minutes)",
+    )
     args = parser.parse_args()
+    detectors = tuple(d for d in args.detectors.split(",") if d)
+    unknown = sorted(set(detectors) - set(incidents.DETECTORS))
+    if unknown:
+        parser.error(f"unknown detectors {unknown}; known: {', '.join(incidents.DETECTORS)}")
 
     log(f"real labelled incidents under {DATA}, event by event:")
-    real = real_incidents(incidents.DETECTORS) if DATA.is_dir() else {}
+    real = real_incidents(detectors) if DATA.is_dir() else {}
     default = real.get("statsforecast", {})
     headline = {
         "event_recall": default.get("event_recall"),

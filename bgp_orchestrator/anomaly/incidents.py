@@ -49,6 +49,10 @@ class Case:
     peers: dict[str, np.ndarray] = field(default_factory=dict)
     band_step: int = 1  # steps between refits of the seasonal bands
     prophet_step: int = 3
+    #: Peers with session state changes, and those of them that sent no update
+    #: (their state-change incidents are invisible to every update feature).
+    state_peers: int = 0
+    silent_state_peers: int = 0
 
     @property
     def first(self) -> int:
@@ -109,6 +113,8 @@ def from_realset(data: RealSet, band: FitParams | None = None) -> Case:
         band=band,
         trailing=MRT_TRAILING,
         peers=dict(data.peers),
+        state_peers=len(data.state_peers),
+        silent_state_peers=len(data.silent_state_peers),
     )
 
 
