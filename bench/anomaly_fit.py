@@ -256,7 +256,9 @@ def real_incidents(detectors: tuple[str, ...]) -> dict[str, Any]:
 
 def _fmt(e: EventScores) -> str:
     delay = "-" if e.median_delay_min is None else f"{e.median_delay_min:g} min"
-    return f"{e.detected}/{e.incidents}, delay {delay}, {e.false_events} false"
+    return (
+        f"{e.detected}/{e.incidents}, delay {delay}, {e.false_events} false, F1 {e.points.f1:.2f}"
+    )
 
 
 def trailing_choice() -> dict[str, Any]:
@@ -280,7 +282,7 @@ def trailing_choice() -> dict[str, Any]:
         log(
             f"  {h.case:<22} shipped: {_fmt(shipped[h.case]):<32} left out: {_fmt(h.scores):<32} "
             f"(chosen on the others: window {r.window}, k {r.k:g}, floor {r.min_sigma:g}, "
-            f"persist {r.persist}, span {r.span_s} s)"
+            f"persist {r.persist}, span {r.span_s} s, hold {r.hold_k:g})"
         )
     out_of_sample = incidents.pooled(
         [incidents.Outcome(h.case, "trailing", h.scores, 0.0) for h in held]

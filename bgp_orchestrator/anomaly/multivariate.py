@@ -59,11 +59,12 @@ def live_params(fit: FitParams) -> TrailingParams:
     """The job's trailing settings at its step: those of the one rule the real
     incident sets are scored with (:data:`bgp_orchestrator.anomaly.trailing_rule.RULE`),
     so what the benchmark measures is what the job runs. At the default hourly
-    step that is a 60-step (2.5-day) baseline, k 5, a spread floor of 0.5 and no
-    persistence (the rule confirms within 5 minutes; an hour is its own
-    confirmation). The rule's per-collector view of several peers at once is
-    not here: it needs a collector's sessions together, and the job's chunks
-    are session buckets (it changed nothing on the real sets either)."""
+    step that is a 30-step baseline, k 5, a spread floor of 0.5, an incident held
+    while features stay beyond 2 sigmas, and no persistence (the rule confirms
+    within 5 minutes; an hour is its own confirmation). A per-collector view of
+    several peers out at once is not here: it needs a collector's sessions
+    together, and the job's chunks are session buckets (on the real sets it
+    detected no incident the rule missed)."""
     return RULE.params(fit.resolution_s)
 
 

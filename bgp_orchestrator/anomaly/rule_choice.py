@@ -8,7 +8,11 @@ case's first step). A rule is judged on the goals of issue 14, in this order:
    :data:`FALSE_PER_DAY` false events per day of scored time — fewer is better;
 2. how many incidents are detected within :data:`DELAY_MIN` minutes — more;
 3. the median detection delay, then the false events, then the longest delay —
-   less; a tie left after that goes to the rule listed first.
+   less;
+4. point-wise F1 over every scored step of the cases together — more: what
+   tells apart rules that raise the same alarms but hold a long incident for
+   more or less of its length (``hold_k``); a tie left after that goes to the
+   rule listed first.
 
 :func:`choose` applies it to a list of cases; :func:`leave_one_out` chooses on
 every case but one and scores the one left out, so each case's figure comes
@@ -36,11 +40,11 @@ from bgp_orchestrator.anomaly.trailing_rule import TrailingRule
 DELAY_MIN = 15.0
 FALSE_PER_DAY = 1.0
 
-#: The rules tried: baseline length, k, spread floor, persistence, span.
+#: The rules tried: baseline length, k, spread floor, persistence, span, hold.
 GRID: tuple[TrailingRule, ...] = tuple(
-    TrailingRule(window=w, k=k, min_sigma=floor, persist=p, span_s=span)
-    for w, k, floor, p, span in itertools.product(
-        (30, 60), (4.0, 5.0, 6.0), (0.5, 0.75), (1, 2, 3), (0, 30)
+    TrailingRule(window=w, k=k, min_sigma=floor, persist=p, span_s=span, hold_k=hold)
+    for w, k, floor, p, span, hold in itertools.product(
+        (30, 60), (4.0, 5.0, 6.0), (0.5, 0.75), (1, 2, 3), (0, 30), (0.0, 2.0, 3.0)
     )
 )
 
@@ -70,7 +74,11 @@ def objective(scores: dict[str, EventScores], names: list[str]) -> tuple[float, 
     false_events = sum(scores[n].false_events for n in names)
     median = float(np.median(delays)) if delays else float("inf")
     longest = max(delays) if delays else float("inf")
-    return (over, -within, median, false_events, longest)
+    tp = sum(scores[n].points.true_positives for n in names)
+    fp = sum(scores[n].points.false_positives for n in names)
+    fn = sum(scores[n].points.false_negatives for n in names)
+    f1 = 2 * tp / (2 * tp + fp + fn) if tp else 0.0
+    return (over, -within, median, false_events, longest, -f1)
 
 
 def choose(scored: Table, names: list[str]) -> TrailingRule:
