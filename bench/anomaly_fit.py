@@ -2,6 +2,7 @@
 
     ./dev bench-anomaly                      # 80,000 series
     ./dev bench-anomaly --series 10000       # a quicker look
+    python bench/anomaly_fit.py --incidents-only --detectors trailing   # seconds
 
 In one run:
 
@@ -51,12 +52,14 @@ import numpy as np
 import orjson
 from bench_stack import Stack, log
 
-from bgp_orchestrator.anomaly import incidents, slammer
+from bgp_orchestrator.anomaly import incidents, rule_choice, slammer
 from bgp_orchestrator.anomaly.engines import FitParams
 from bgp_orchestrator.anomaly.evaluation import Scores, point_scores
+from bgp_orchestrator.anomaly.events import EventScores
 from bgp_orchestrator.anomaly.series import MetricPoint, bucket_of
 from bgp_orchestrator.anomaly.store import open_metric_store
 from bgp_orchestrator.anomaly.synthetic import LabelledSeries, generate
+from bgp_orchestrator.anomaly.trailing_rule import RULE
 from bgp_orchestrator.anomaly.tuning import score
 from bgp_orchestrator.local.services import endpoints
 from bgp_orchestrator.storage.database import asyncpg_dsn
@@ -221,6 +224,12 @@ def fit_through_stack(data: LabelledSeries, workers: int) -> dict[str, Any]:
 def real_incidents(detectors: tuple[str, ...]) -> dict[str, Any]:
     """Every detector on every real labelled set: per set and pooled."""
     cases = incidents.cases(DATA)
+    for case in cases:
+        if case.state_peers:
+            log(
+                f"  {case.name:<22} state changes on {case.state_peers} peers, "
+                f"{case.silent_state_peers} of them sent no update in the dump"
+            )
     out: dict[str, Any] = {}
     for detector in detectors:
         outcomes = []
@@ -245,6 +254,83 @@ def real_incidents(detectors: tuple[str, ...]) -> dict[str, Any]:
     return out
 
 
+def _fmt(e: EventScores) -> str:
+    delay = "-" if e.median_delay_min is None else f"{e.median_delay_min:g} min"
+    return (
+        f"{e.detected}/{e.incidents}, delay {delay}, {e.false_events} false, F1 {e.points.f1:.2f}"
+    )
+
+
+def trailing_choice() -> dict[str, Any]:
+    """The trailing rule chosen on the real sets (rule_choice), the shipped rule
+    beside it, leave-one-set-out figures, the per-peer view and the rule at the
+    fitting job's hourly step (Slammer summed into hours)."""
+    cases = incidents.cases(DATA)
+    names = [c.name for c in cases]
+    started = time.perf_counter()
+    scored = rule_choice.table(cases)
+    chosen = rule_choice.choose(scored, names)
+    log(
+        f"trailing rule: {len(scored)} rules x {len(cases)} sets in "
+        f"{time.perf_counter() - started:.1f} s; chosen on all sets {chosen.as_dict()}"
+        f"{' (the shipped rule)' if chosen == RULE else f'; shipped {RULE.as_dict()}'}"
+    )
+    shipped = scored.get(RULE) or rule_choice.score_rule(RULE, cases)
+    held = rule_choice.leave_one_out(scored)
+    for h in held:
+        r = h.rule
+        log(
+            f"  {h.case:<22} shipped: {_fmt(shipped[h.case]):<32} left out: {_fmt(h.scores):<32} "
+            f"(chosen on the others: window {r.window}, k {r.k:g}, floor {r.min_sigma:g}, "
+            f"persist {r.persist}, span {r.span_s} s, hold {r.hold_k:g})"
+        )
+    out_of_sample = incidents.pooled(
+        [incidents.Outcome(h.case, "trailing", h.scores, 0.0) for h in held]
+    )
+    in_sample = incidents.pooled([incidents.Outcome(n, "trailing", shipped[n], 0.0) for n in names])
+    for label, pooled in (("shipped rule", in_sample), ("leave-one-set-out", out_of_sample)):
+        log(
+            f"  {'all sets':<22} {label}: {pooled['detected']}/{pooled['incidents']} incidents, "
+            f"median delay {pooled['median_delay_min']} min, {pooled['false_events']} false "
+            f"({pooled['false_events_per_day']}/day over {pooled['days']} days)"
+        )
+    peers: dict[str, Any] = {}
+    for together in (2, 3):
+        with_peers = rule_choice.score_rule(RULE, cases, peers_together=together)
+        pooled = incidents.pooled(
+            [incidents.Outcome(n, "trailing", with_peers[n], 0.0) for n in names]
+        )
+        peers[str(together)] = pooled
+        log(
+            f"  per-peer view, {together} peers out at once, beside the shipped rule: "
+            f"{pooled['detected']}/{pooled['incidents']}, {pooled['false_events']} false"
+        )
+    hourly: dict[str, Any] = {}
+    slammer_case = next((c for c in cases if c.name == "slammer-2003"), None)
+    if slammer_case is not None:
+        band = FitParams(season_length=24, k=3.0, resolution_s=3600)
+        for label, rule in (
+            ("shipped", RULE),
+            ("persist in steps", replace(RULE, confirm_s=10**9)),
+        ):
+            case = incidents.coarsened(slammer_case, 60, band, rule)
+            e = incidents.evaluate(case, "trailing").scores
+            hourly[label] = e.as_dict()
+            log(f"  slammer-2003 in hours, {label} (persist {case.trailing.persist}): {_fmt(e)}")
+    return {
+        "chosen": chosen.as_dict(),
+        "shipped": RULE.as_dict(),
+        "shipped_is_chosen": chosen == RULE,
+        "shipped_pooled": in_sample,
+        "leave_one_out_pooled": out_of_sample,
+        "leave_one_out": [
+            {"case": h.case, "rule": h.rule.as_dict(), **h.scores.as_dict()} for h in held
+        ],
+        "per_peer_view": peers,
+        "slammer_hourly": hourly,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--series", type=int, default=80_000)
@@ -258,18 +344,34 @@ def main() -> None:
         action="store_true",
         help="only the real labelled incident sets (no stack, no 80,000 series)",
     )
+    parser.add_argument(
+        "--detectors",
+        default=",".join(incidents.DETECTORS),
+        help="detectors scored on the real sets, comma-separated (e.g. 'trailing' to "
+        "iterate in seconds; Prophet takes minutes)",
+    )
+    parser.add_argument(
+        "--choose-trailing",
+        action="store_true",
+        help="also choose the trailing rule on the real sets and score it leave-one-set-out",
+    )
     args = parser.parse_args()
+    detectors = tuple(d for d in args.detectors.split(",") if d)
+    unknown = sorted(set(detectors) - set(incidents.DETECTORS))
+    if unknown:
+        parser.error(f"unknown detectors {unknown}; known: {', '.join(incidents.DETECTORS)}")
 
     log(f"real labelled incidents under {DATA}, event by event:")
-    real = real_incidents(incidents.DETECTORS) if DATA.is_dir() else {}
+    real = real_incidents(detectors) if DATA.is_dir() else {}
     default = real.get("statsforecast", {})
     headline = {
         "event_recall": default.get("event_recall"),
         "median_delay_min": default.get("median_delay_min"),
         "false_events_per_day": default.get("false_events_per_day"),
     }
+    choice = trailing_choice() if args.choose_trailing and DATA.is_dir() else None
     if args.incidents_only:
-        print(json.dumps({**headline, "incidents": real}))
+        print(json.dumps({**headline, "incidents": real, "trailing_choice": choice}))
         return
 
     log(f"generating {args.series:,} series x {args.days * 24} hourly steps ...")
@@ -302,10 +404,11 @@ def main() -> None:
     path = SLAMMER / "slammer-2003.csv"
     if not args.no_slammer and path.exists():
         labelled = slammer.load(path)
-        for engine, kwargs in (
+        runs: tuple[tuple[str, dict[str, Any]], ...] = (
             ("statsforecast", {}),
             ("prophet", {"seasons": (1440,), "ks": (3.0, 5.0), "step": 240}),
-        ):
+        )
+        for engine, kwargs in runs:
             started = time.perf_counter()
             result = slammer.evaluate(labelled, replace(FitParams(), engine=engine), **kwargs)
             slammer_out[engine] = {
@@ -342,6 +445,7 @@ def main() -> None:
         "trailing_anomalies": stack["job"].get("trailing_anomalies"),
         "model_series_per_s": models[0]["series_per_s"],
         "incidents": real,
+        "trailing_choice": choice,
     }
     print(json.dumps(summary))
 

@@ -7,7 +7,12 @@ the steps before it:
 
 - ``trailing`` (:mod:`bgp_orchestrator.anomaly.trailing`): the collector's
   volumes and withdrawal share together against a cleaned trailing baseline,
-  plus the per-peer view (several peers out of their own baselines at once);
+  with the settings :data:`bgp_orchestrator.anomaly.trailing_rule.RULE` gives
+  for the case's step, the same rule the fitting job runs (a per-peer view of
+  several peers out at once is measured by
+  :mod:`bgp_orchestrator.anomaly.rule_choice` but not part of it: it changed
+  nothing on the real sets, and the job's session buckets do not hold a
+  collector's peers together);
 - ``statsforecast`` and ``prophet``: the per-series seasonal bands, refitted
   rolling-origin (:func:`bgp_orchestrator.anomaly.rolling.rolling_scores`); a
   step is flagged when any volume series leaves its band.
@@ -32,6 +37,7 @@ from bgp_orchestrator.anomaly.mrtsets import RealSet
 from bgp_orchestrator.anomaly.rolling import rolling_scores
 from bgp_orchestrator.anomaly.slammer import Labelled
 from bgp_orchestrator.anomaly.trailing import TrailingParams, mix_ratio, trailing_scores
+from bgp_orchestrator.anomaly.trailing_rule import RULE, TrailingRule
 
 DETECTORS: tuple[str, ...] = ("trailing", "statsforecast", "prophet")
 
@@ -49,6 +55,10 @@ class Case:
     peers: dict[str, np.ndarray] = field(default_factory=dict)
     band_step: int = 1  # steps between refits of the seasonal bands
     prophet_step: int = 3
+    #: Peers with session state changes, and those of them that sent no update
+    #: (their state-change incidents are invisible to every update feature).
+    state_peers: int = 0
+    silent_state_peers: int = 0
 
     @property
     def first(self) -> int:
@@ -56,22 +66,7 @@ class Case:
         return max(2 * self.band.season_length + 1, self.trailing.min_history)
 
 
-#: The trailing detector's settings, the same on every case but for the
-#: baseline's length and span: chosen by measurement over Slammer and the MRT
-#: sets together (k 3.5-5, spread floor 0.5-0.75, persistence 1-3 tried; k 5,
-#: floor 0.5, 3 steps kept every incident the volumes show with the fewest
-#: false events; the grid is in bench/README.md).
-MRT_TRAILING = TrailingParams(
-    window=30, min_history=6, k=5.0, min_series=1, min_sigma=0.5, span=3, persist=3
-)
-SLAMMER_TRAILING = TrailingParams(
-    window=60, min_history=30, k=5.0, min_series=1, min_sigma=0.5, persist=3
-)
-#: Peers out of their own baselines at once for the per-peer view to flag a step.
-PEERS_TOGETHER = 3
-
-
-def from_slammer(data: Labelled, band: FitParams | None = None) -> Case:
+def from_slammer(data: Labelled, band: FitParams | None = None, rule: TrailingRule = RULE) -> Case:
     """The Slammer minutes; bands as the project chose them there (a day's season)."""
     band = band or FitParams(season_length=1440, k=3.0, resolution_s=60)
     return Case(
@@ -86,13 +81,13 @@ def from_slammer(data: Labelled, band: FitParams | None = None) -> Case:
         },
         labels=data.labels,
         band=band,
-        trailing=SLAMMER_TRAILING,
+        trailing=rule.params(60),
         band_step=60,
         prophet_step=240,
     )
 
 
-def from_realset(data: RealSet, band: FitParams | None = None) -> Case:
+def from_realset(data: RealSet, band: FitParams | None = None, rule: TrailingRule = RULE) -> Case:
     """A collector's 10-s steps; bands with a one-minute season (no longer rhythm
     fits in a 5-15 minute dump)."""
     band = band or FitParams(season_length=6, k=3.0, resolution_s=data.step_s)
@@ -107,18 +102,50 @@ def from_realset(data: RealSet, band: FitParams | None = None) -> Case:
         },
         labels=data.labels,
         band=band,
-        trailing=MRT_TRAILING,
+        trailing=rule.params(data.step_s),
         peers=dict(data.peers),
+        state_peers=len(data.state_peers),
+        silent_state_peers=len(data.silent_state_peers),
     )
 
 
-def trailing_flags(case: Case, params: TrailingParams | None = None) -> np.ndarray:
+def trailing_flags(
+    case: Case, params: TrailingParams | None = None, *, peers_together: int = 0
+) -> np.ndarray:
+    """The trailing detector's reported steps on ``case`` (its own settings unless
+    ``params``). ``peers_together`` > 0 adds the per-peer view: a step is also
+    flagged when that many of the collector's peers are out of their own
+    baselines at once (measured only; not part of the rule)."""
     params = params or case.trailing
     flags = trailing_scores(case.columns, params, ratios=case.ratios).flags
-    if len(case.peers) >= PEERS_TOGETHER:
-        together = replace(params, min_series=PEERS_TOGETHER)
+    if peers_together and len(case.peers) >= peers_together:
+        together = replace(params, min_series=peers_together)
         flags = flags | trailing_scores(case.peers, together).flags
-    return flags
+    return np.asarray(flags, dtype=bool)
+
+
+def coarsened(case: Case, factor: int, band: FitParams, rule: TrailingRule = RULE) -> Case:
+    """``case`` at steps ``factor`` times longer: volumes summed, mix ratios
+    averaged, a step labelled when any of its steps was. What lets the detector
+    be measured at the fitting job's hourly resolution on data recorded finer."""
+    steps = len(case.labels) // factor
+    if steps < 2:
+        raise ValueError(f"{case.name}: too short to coarsen by {factor}")
+
+    def fold(values: np.ndarray) -> np.ndarray:
+        return np.asarray(values[: steps * factor], np.float64).reshape(steps, factor)
+
+    step_s = case.step_s * factor
+    return Case(
+        name=f"{case.name}@{step_s}s",
+        step_s=step_s,
+        index=case.index[: steps * factor : factor],
+        columns={name: fold(v).sum(axis=1) for name, v in case.columns.items()},
+        ratios={name: fold(v).mean(axis=1) for name, v in case.ratios.items()},
+        labels=np.asarray(fold(case.labels).any(axis=1), dtype=bool),
+        band=band,
+        trailing=rule.params(step_s),
+    )
 
 
 def band_flags(case: Case, engine: str) -> np.ndarray:

@@ -26,6 +26,14 @@ rule counts one peer's prefixes in, so that label is not independent of the
 features (it is of the collector's totals, which mix every peer); the state
 change rule is independent of them. Dumps in which no step meets either rule
 are background sets: they count false events only.
+
+Each set also keeps which peers changed state (:attr:`RealSet.state_peers`):
+in the dumps at hand every state-change burst is of peers cycling between
+non-Established states (Connect/Active, OpenSent/OpenConfirm/Idle) that send
+no update anywhere in the dump (:attr:`RealSet.silent_state_peers`), so no
+feature made of updates carries those incidents; a detector that flags them
+from the volumes flags a coincidence. Said per set so the benchmark can print
+it rather than the reader having to take it on trust.
 """
 
 from __future__ import annotations
@@ -72,6 +80,13 @@ class RealSet:
     labels: np.ndarray
     state_changes: np.ndarray  # per step
     reasons: dict[str, int] = field(default_factory=dict)  # labelled steps per rule
+    state_peers: dict[str, int] = field(default_factory=dict)  # state changes per peer
+
+    @property
+    def silent_state_peers(self) -> list[str]:
+        """Peers that changed state but sent no announcement or withdrawal in the
+        dump: their incidents are invisible to every update feature."""
+        return sorted(p for p in self.state_peers if not self.peers.get(p, np.zeros(1)).any())
 
     @property
     def incidents(self) -> int:
@@ -80,31 +95,48 @@ class RealSet:
         return len(runs(self.labels))
 
 
-def build(path: Path, name: str = "", *, step_s: int = STEP_S) -> RealSet:
-    """One collector's labelled 10-s steps from the MRT update dump at ``path``."""
-    times: list[float] = []
-    kinds: list[int] = []
-    peers: list[str] = []
-    prefixes: list[str] = []
-    state_times: list[float | None] = []
+@dataclass
+class _Dump:
+    """What :func:`build` needs of a dump's records, in file order."""
+
+    times: list[float] = field(default_factory=list)  # per announcement/withdrawal
+    kinds: list[int] = field(default_factory=list)
+    peers: list[str] = field(default_factory=list)
+    prefixes: list[str] = field(default_factory=list)
+    state_times: list[float | None] = field(default_factory=list)  # per state change
+    state_peers: Counter[str] = field(default_factory=Counter)
+
+
+def _read(path: Path) -> _Dump:
+    dump = _Dump()
     last: float | None = None
     pending = 0  # state changes seen before any update
-    for record in mrt.read(path):
+    # accepting every peer makes the reader give each record's peer address,
+    # which a state change record carries no update to tell
+    for record in mrt.read(path, peers=lambda _: True):
         for update in record.updates:
             if update.kind in (Kind.ANNOUNCE, Kind.WITHDRAW):
-                times.append(update.timestamp)
-                kinds.append(int(update.kind))
-                peers.append(update.peer_address)
-                prefixes.append(update.prefix)
+                dump.times.append(update.timestamp)
+                dump.kinds.append(int(update.kind))
+                dump.peers.append(update.peer_address)
+                dump.prefixes.append(update.prefix)
             last = update.timestamp
             if pending:
-                state_times.extend([last] * pending)
+                dump.state_times.extend([last] * pending)
                 pending = 0
         if record.state_change:
+            dump.state_peers[record.peer or ""] += 1
             if last is None:
                 pending += 1
             else:
-                state_times.append(last)
+                dump.state_times.append(last)
+    return dump
+
+
+def build(path: Path, name: str = "", *, step_s: int = STEP_S) -> RealSet:
+    """One collector's labelled 10-s steps from the MRT update dump at ``path``."""
+    dump = _read(path)
+    times, kinds, peers, prefixes = dump.times, dump.kinds, dump.peers, dump.prefixes
     if not times:
         raise ValueError(f"{path}: no announcements or withdrawals")
     t = np.asarray(times)
@@ -127,7 +159,7 @@ def build(path: Path, name: str = "", *, step_s: int = STEP_S) -> RealSet:
     columns["active_peers"] = active
 
     states = np.zeros(steps, dtype=np.int64)
-    for at in state_times:
+    for at in dump.state_times:
         if at is not None:
             states[min(steps - 1, max(0, int((at - origin) // step_s)))] += 1
     state_label = np.zeros(steps, dtype=bool)
@@ -160,6 +192,7 @@ def build(path: Path, name: str = "", *, step_s: int = STEP_S) -> RealSet:
             "state-change burst": int(state_label.sum()),
             "table-wide re-announcement": int(table_label.sum()),
         },
+        state_peers=dict(dump.state_peers),
     )
 
 

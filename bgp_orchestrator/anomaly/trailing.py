@@ -19,7 +19,14 @@ detector, at every step:
    (a one-step blip is not an event; the delay grows by ``persist - 1`` steps);
 4. writes the baseline's median in place of every feature it flagged, so the
    history later steps see stays the normal one while an incident goes on
-   (the same cleaning as :mod:`bgp_orchestrator.anomaly.rolling`).
+   (the same cleaning as :mod:`bgp_orchestrator.anomaly.rolling`);
+5. with ``hold_k``, once a step is flagged the incident goes on (and is kept
+   out of the baseline) while ``min_series`` features stay beyond ``hold_k``,
+   a lower bar than ``k``: an incident that decays slowly, like a worm's hours
+   of tail, is otherwise let into the baseline step by step as each feature
+   dips under ``k``, and becomes the normal it is judged against. Only the
+   start of an incident needs ``k`` (and ``persist``); a step after a quiet
+   one is judged by ``k`` alone, so the lower bar adds no new alarm.
 
 Nothing is fitted ahead of time: a step's verdict uses only the steps before
 it, so this is rolling-origin by construction.
@@ -46,6 +53,7 @@ class TrailingParams:
     min_sigma: float = 0.25  # spread floor (log1p units for volumes: ~28 %)
     span: int = 1  # steps summed into each scored value (3 evens out a 30-s dump cadence)
     persist: int = 1  # consecutive out steps before one is reported (a blip is not an event)
+    hold_k: float = 0.0  # an incident goes on while features stay beyond this (0: k)
 
     def __post_init__(self) -> None:
         if self.window < 2:
@@ -64,6 +72,8 @@ class TrailingParams:
             raise InvalidInput("bad-span", "span must be at least 1 step", "span")
         if self.persist < 1:
             raise InvalidInput("bad-persist", "persist must be at least 1 step", "persist")
+        if not 0 <= self.hold_k <= self.k:
+            raise InvalidInput("bad-hold", "hold_k must be in [0, k]", "hold_k", self.hold_k)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -109,7 +119,7 @@ class TrailingBatch:
     median: np.ndarray  # (S, F, T) the baseline's median, in the scored scale
     sigma: np.ndarray  # (S, F, T) the baseline's spread, in the scored scale (0 before)
     moved: np.ndarray  # (S, T) features beyond k
-    flags: np.ndarray  # (S, T) reported steps (min_series moved, held ``persist`` steps)
+    flags: np.ndarray  # (S, T) reported steps (min_series beyond k ``persist`` steps, then hold_k)
 
     @property
     def scores(self) -> np.ndarray:
@@ -150,6 +160,8 @@ def trailing_many(x: np.ndarray, params: TrailingParams) -> TrailingBatch:
     z = np.zeros((s, width, n))
     medians = np.zeros((s, width, n))
     sigmas = np.zeros((s, width, n))
+    going = np.zeros(s, dtype=bool)  # per series: the step before was in an incident
+    carried = np.zeros((s, n), dtype=bool)  # steps in an incident (beyond k, or hold_k after one)
     for t in range(params.min_history, n):
         history = x[..., max(0, t - params.window) : t]
         size = history.shape[-1]
@@ -167,9 +179,16 @@ def trailing_many(x: np.ndarray, params: TrailingParams) -> TrailingBatch:
         sigma = np.maximum(np.maximum(mad, tail / 1.645), params.min_sigma)
         zt = (x[..., t] - median) / sigma
         out = np.abs(zt) > params.k
+        step = out.sum(axis=1) >= params.min_series
+        if params.hold_k:
+            held_out = (np.abs(zt) > params.hold_k) & going[:, None]
+            step |= held_out.sum(axis=1) >= params.min_series
+            out |= held_out
         # the incident stays out of later baselines
-        out &= (out.sum(axis=1) >= params.min_series)[:, None]
+        out &= step[:, None]
         x[..., t] = np.where(out, median, x[..., t])
+        going = step
+        carried[:, t] = step
         z[..., t], medians[..., t], sigmas[..., t] = zt, median, sigma
     moved = (np.abs(z) > params.k).sum(axis=1)
     flags = moved >= params.min_series
@@ -179,6 +198,9 @@ def trailing_many(x: np.ndarray, params: TrailingParams) -> TrailingBatch:
             held[:, back:] &= flags[:, :-back]
             held[:, :back] = False
         flags = held
+    if params.hold_k:  # a reported incident goes on while its steps are carried
+        for t in range(1, n):
+            flags[:, t] |= flags[:, t - 1] & carried[:, t]
     return TrailingBatch(z=z, median=medians, sigma=sigmas, moved=moved, flags=flags)
 
 

@@ -97,3 +97,29 @@ def test_bad_parameters_name_their_field() -> None:
         TrailingParams(span=0)
     with pytest.raises(ValueError, match="different lengths"):
         trailing_scores({"a": np.ones(5), "b": np.ones(6)}, TrailingParams(window=4, min_history=2))
+
+
+def test_hold_keeps_a_decaying_incident_out_of_the_baseline() -> None:
+    a = _noise(300, 50, 7)
+    tail = 50 * 40 ** (1 - np.arange(120) / 120)  # 40x the usual, back to it in 120 steps
+    a[100:220] = tail
+    plain = TrailingParams(window=30, min_history=10, k=5.0, min_sigma=0.5)
+    held = TrailingParams(window=30, min_history=10, k=5.0, min_sigma=0.5, hold_k=2.0)
+    without = trailing_scores({"a": a}, plain).flags
+    with_hold = trailing_scores({"a": a}, held).flags
+    # without the hold the tail is let into the baseline as it dips under k
+    assert without[100] and with_hold[100]
+    assert with_hold[100:220].sum() > 2 * without[100:220].sum()
+    assert not with_hold[:100].any() and not with_hold[240:].any()
+
+
+def test_hold_alone_raises_no_alarm() -> None:
+    a = _noise(200, 50, 8)
+    a[60:70] = 120  # above the usual, under k: no incident starts
+    plain = TrailingParams(window=30, min_history=10, k=5.0, min_sigma=0.5)
+    held = TrailingParams(window=30, min_history=10, k=5.0, min_sigma=0.5, hold_k=1.0)
+    assert not trailing_scores({"a": a}, plain).flags.any()
+    assert not trailing_scores({"a": a}, held).flags.any()
+    with pytest.raises(InvalidInput) as caught:
+        TrailingParams(k=3.0, hold_k=4.0)
+    assert caught.value.field == "hold_k"
