@@ -367,9 +367,11 @@ class PartialStage(_Checkpointing):
                 since_yield += len(decoded)
                 if since_yield >= SLICE_UPDATES:
                     # Let the consumers' heartbeats and health checks run: a fetch of
-                    # 1,000 records can hold a few hundred thousand updates.
+                    # 1,000 records can hold a few hundred thousand updates. And keep
+                    # to the CPU share within such a fetch, not only between them.
                     since_yield = 0
-                    await asyncio.sleep(0)
+                    if self.worker.pacer is None or not await self.worker.pacer.pace():
+                        await asyncio.sleep(0)
             self.positions[partition] = records[-1].offset + 1
 
     async def store(self, commit_due: bool) -> None:

@@ -39,8 +39,11 @@ def cpu_pressure(path: Path = PRESSURE) -> float | None:
 
 
 class CpuPacer:
-    """See the module docstring. One per process: every loop of it calls :meth:`pace`
-    once a turn, and the process's CPU time (all threads) is what is kept."""
+    """See the module docstring. One per process: its loops call :meth:`pace` between
+    turns and between slices of long ones, and the process's CPU time (all threads) is
+    what is kept: each call owes ``cpu spent / share - time passed`` since the last
+    (a debt carried on, a credit of at most ``credit_s``) and pauses it off, at most
+    ``max_pause_s`` at a time."""
 
     def __init__(
         self,
@@ -50,8 +53,9 @@ class CpuPacer:
         pressure: Callable[[], float | None] = cpu_pressure,
         cpu: Callable[[], float] = time.process_time,
         clock: Callable[[], float] = time.monotonic,
-        window_s: float = 1.0,
-        max_pause_s: float = 1.0,
+        max_pause_s: float = 2.0,
+        credit_s: float = 1.0,
+        max_debt_s: float = 30.0,
     ) -> None:
         if share <= 0:
             raise ValueError(f"share must be positive, got {share}")
@@ -60,10 +64,12 @@ class CpuPacer:
         self._pressure = pressure
         self._cpu = cpu
         self._clock = clock
-        self.window_s = window_s
         self.max_pause_s = max_pause_s
-        self._start = clock()
+        self.credit_s = credit_s
+        self.max_debt_s = max_debt_s
+        self._at = clock()
         self._used = cpu()
+        self._debt = 0.0
         self._checked_at = -float("inf")
         self._contended = False
         self.paused_s = 0.0  # in all
@@ -79,16 +85,15 @@ class CpuPacer:
         return self._contended
 
     def due(self) -> float:
-        """Seconds to pause now to keep the share in the current window (0: none)."""
+        """Seconds to pause now to keep the share (0: none)."""
         now, used = self._clock(), self._cpu()
-        elapsed = now - self._start
-        if elapsed >= self.window_s:
-            self._start, self._used = now, used
-            return 0.0
+        owed = (used - self._used) / self.share - (now - self._at)
+        self._at, self._used = now, used
         if not self.contended():
+            self._debt = 0.0
             return 0.0
-        owed = (used - self._used) / self.share - elapsed
-        return min(self.max_pause_s, owed) if owed > 0 else 0.0
+        self._debt = min(self.max_debt_s, max(-self.credit_s, self._debt + owed))
+        return min(self.max_pause_s, self._debt) if self._debt > 0 else 0.0
 
     async def pace(self) -> float:
         """Pause as long as :meth:`due` says; returns the seconds paused."""

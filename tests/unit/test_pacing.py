@@ -38,14 +38,28 @@ def test_contended_the_share_is_kept_by_pausing() -> None:
     pacer = m.pacer(0.25)
     m.work(0.1)  # 0.1 CPU-s in 0.1 s: owes 0.1 / 0.25 - 0.1 = 0.3 s
     assert pacer.due() == pytest.approx(0.3)
-    m.now += 0.3
-    assert pacer.due() == pytest.approx(0.0, abs=1e-9)  # caught up within the window
-    m.work(0.5)  # owes 0.6 / 0.25 - 0.9 = 1.5 s: the pause is capped
+    m.now += 0.3  # paused it off
+    assert pacer.due() == pytest.approx(0.0, abs=1e-9)
+    m.work(3.0)  # a long turn: owes 9 s, paid off at most 2 s a call
+    assert pacer.due() == pytest.approx(2.0)
+    for _ in range(3):
+        m.now += 2.0
+        assert pacer.due() == pytest.approx(2.0)
+    m.now += 2.0
     assert pacer.due() == pytest.approx(1.0)
     m.now += 1.0
-    assert pacer.due() == 0.0  # a new window begins (past 1 s)
-    m.work(0.1)
-    assert pacer.due() == pytest.approx(0.3)
+    assert pacer.due() == pytest.approx(0.0, abs=1e-9)
+
+
+def test_idle_time_banks_only_a_little_credit() -> None:
+    m = Machine()
+    pacer = m.pacer(0.5)
+    m.now += 60.0  # a minute with nothing to do
+    assert pacer.due() == 0.0
+    m.work(1.0)  # owes 1 / 0.5 - 1 = 1 s, less the 1 s of credit
+    assert pacer.due() == pytest.approx(0.0, abs=1e-9)
+    m.work(1.0)
+    assert pacer.due() == pytest.approx(1.0)
 
 
 def test_quiet_machine_no_pause_and_no_pressure_file_is_a_plain_cap() -> None:
@@ -55,10 +69,10 @@ def test_quiet_machine_no_pause_and_no_pressure_file_is_a_plain_cap() -> None:
     m.work(0.5)
     assert pacer.due() == 0.0
     m.pressure = None  # no PSI: always paced
-    m.now += 1.0  # the reading is refreshed once a second, and a new window begins
-    pacer.due()
-    m.work(0.2)
-    assert pacer.due() == pytest.approx(0.6)
+    m.now += 1.0  # the reading is refreshed once a second
+    assert pacer.due() == 0.0  # a second of nothing: a second of credit
+    m.work(0.5)  # owes 0.5 / 0.25 - 0.5 = 1.5, less the credit
+    assert pacer.due() == pytest.approx(0.5)
 
 
 def test_pace_sleeps_what_is_due_and_counts_it() -> None:
