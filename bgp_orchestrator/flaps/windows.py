@@ -217,8 +217,9 @@ class WindowAggregator:
             yield row
 
     def _emit_partial(self) -> list[list[Any]]:
-        """Wire rows (:func:`bgp_orchestrator.sessionstats.partials.wire_row`) of the
-        sessions that carried an update in the window."""
+        """Wire rows (``[session, peer ASN, *base counts, origin ASNs, AS_SET origins]``,
+        :mod:`bgp_orchestrator.sessionstats.partials`) of the sessions that carried an
+        update in the window."""
         rows = []
         touched, self._touched = self._touched, {}
         for key, session in touched.items():
