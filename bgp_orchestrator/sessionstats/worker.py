@@ -131,14 +131,22 @@ class SessionStatsCounters:
 _FAST_PATH_TYPES = frozenset({int})
 
 
-def invalid_reason(update: Update) -> str | None:
+#: How far ahead of this machine's clock an update's timestamp may be. Further is a
+#: broken clock or garbage, and one such update would move its partition's event
+#: time there: every 5-minute window up to it closed one by one (a wedge, for a
+#: timestamp of year 3000), and the partition held "ahead" of the others meanwhile.
+FUTURE_S = 86_400.0
+
+
+def invalid_reason(update: Update, latest: float = math.inf) -> str | None:
     """Why a decoded update cannot be windowed, or None (the codec checks only the
-    number of fields, so any type may arrive here)."""
+    number of fields, so any type may arrive here). ``latest``: the largest timestamp
+    accepted (the clock plus :data:`FUTURE_S`)."""
     # The shape the publisher writes, checked with a few C calls: nearly every update.
     ts: object = update.timestamp
     if (
         type(ts) is float
-        and 0 <= ts < math.inf
+        and 0 <= ts <= latest
         and update.kind in _KINDS
         and type(update.peer_address) is str
         and type(update.collector) is str
@@ -150,6 +158,8 @@ def invalid_reason(update: Update) -> str | None:
         return None
     if isinstance(ts, bool) or not isinstance(ts, int | float) or not math.isfinite(ts) or ts < 0:
         return f"timestamp {ts!r} is not a non-negative number of seconds"
+    if ts > latest:
+        return f"timestamp {ts!r} is more than {FUTURE_S:.0f} s ahead of this machine's clock"
     if update.kind not in _KINDS:
         return f"unknown update kind {update.kind!r}"
     address: object = update.peer_address
@@ -354,8 +364,9 @@ class PartialStage(_Checkpointing):
                     dead.add(DeadLetter.from_error(exc, "kafka", position, record.value))
                     decoded = []
                 valid = []
+                latest = time.time() + FUTURE_S
                 for update in decoded:
-                    reason = invalid_reason(update)
+                    reason = invalid_reason(update, latest)
                     if reason is None:
                         valid.append(update)
                     else:

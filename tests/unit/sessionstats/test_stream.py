@@ -132,3 +132,8 @@ def test_invalid_updates_are_named() -> None:
     ]:
         reason = invalid_reason(bad)
         assert reason is not None and needle in reason, (bad, reason)
+    # a timestamp far ahead of the clock (one would close every window up to it)
+    assert invalid_reason(good, latest=good.timestamp) is None
+    for late in (good.timestamp + 1, float(int(good.timestamp) + 1)):
+        reason = invalid_reason(broken(timestamp=late), latest=good.timestamp)
+        assert reason is not None and "ahead of this machine's clock" in reason
