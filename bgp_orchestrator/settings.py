@@ -286,14 +286,6 @@ class Settings(BaseSettings):
         "may lag a burst by a minute, the detectors' alerts may not, so on a shared machine "
         "the detectors and the ingest commands get the CPU first (0 = equal).",
     )
-    session_stats_idle: bool = Field(
-        True,
-        description="Run the session-stats replicas in Linux's SCHED_IDLE class (besides "
-        "the niceness): they get the CPU the detectors and ingest commands leave, all of it "
-        "when those are quiet. Niceness alone weighs only within a scheduling group, and "
-        "the replicas left the user's ingest path about a core short. Under a load that "
-        "never lets up, their lag grows (`bgpo status` shows it).",
-    )
     session_stats_cpu_share: float = Field(
         0.2,
         ge=0,

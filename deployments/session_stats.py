@@ -28,9 +28,10 @@ class SessionStats(ServiceHost):
 
     def __init__(self) -> None:
         settings = Settings()
-        if settings.session_stats_nice or settings.session_stats_idle:
-            # Windows may lag a burst; conflict detection on the same cores may not.
-            lower_priority(settings.session_stats_nice, idle=settings.session_stats_idle)
+        if settings.session_stats_nice:
+            # Windows may lag a burst; conflict detection on the same cores may not (the
+            # worker also paces itself while the CPU is contended: stream/pacing.py).
+            lower_priority(settings.session_stats_nice)
         name = f"session-stats-{serve.get_replica_context().replica_tag}"
         self.host(
             session_stats_worker(settings, name),

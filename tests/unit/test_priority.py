@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,16 +17,9 @@ def _nice(tid: int) -> int:
     return os.getpriority(os.PRIO_PROCESS, tid)
 
 
-def _policy(tid: int) -> int:
-    return os.sched_getscheduler(tid)
-
-
-def in_child_with_a_thread(change: Callable[[], object], read: Callable[[int], int]) -> bool:
-    """In a forked child (a priority cannot be raised back, and the test run must not
-    slow): start a thread, make ``change`` in this one, and check with ``read`` (of a
-    thread id) that the other thread, this one and a thread started afterwards all
-    read the same, changed value."""
-    started, release = threading.Event(), threading.Event()
+def test_every_thread_and_later_threads_get_the_lower_priority() -> None:
+    started = threading.Event()
+    release = threading.Event()
     seen: dict[str, int] = {}
 
     def other() -> None:
@@ -35,37 +27,37 @@ def in_child_with_a_thread(change: Callable[[], object], read: Callable[[int], i
         started.set()
         release.wait(10)
 
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child reports through its exit status
+    # Runs in a thread of its own, so the test process keeps its priority.
+    def body() -> None:
         thread = threading.Thread(target=other)
         thread.start()
         started.wait(10)
-        before = read(seen["other_tid"])
-        change()  # made in this thread; the other thread must change too
-        later: dict[str, int] = {}
-        starter = threading.Thread(target=lambda: later.update(v=read(threading.get_native_id())))
-        starter.start()
-        starter.join()
-        after = read(seen["other_tid"])
-        ok = after != before and after == read(threading.get_native_id()) == later["v"]
+        before = _nice(seen["other_tid"])
+        seen["before"] = before
+        # The call is made in this thread; the other thread must be lowered too.
+        lower_priority(3)
+        seen["other_after"] = _nice(seen["other_tid"])
+        seen["caller_after"] = _nice(threading.get_native_id())
+        child: dict[str, int] = {}
+        later = threading.Thread(target=lambda: child.update(nice=_nice(threading.get_native_id())))
+        later.start()
+        later.join()
+        seen["later"] = child["nice"]
         release.set()
         thread.join()
+
+    # A separate process: niceness cannot be raised back, and the test run must not slow.
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through its exit status
+        body()
+        ok = (
+            seen["other_after"] == min(MAX_NICE, seen["before"] + 3)
+            and seen["caller_after"] == seen["other_after"]
+            and seen["later"] == seen["caller_after"]
+        )
         os._exit(0 if ok else 1)
     _, status = os.waitpid(pid, 0)
-    return os.WEXITSTATUS(status) == 0
-
-
-def test_every_thread_and_later_threads_get_the_lower_priority() -> None:
-    if _nice(threading.get_native_id()) >= MAX_NICE:
-        pytest.skip("already at the lowest priority")
-    assert in_child_with_a_thread(lambda: lower_priority(3), _nice)
-
-
-@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="no SCHED_IDLE")
-def test_idle_puts_every_thread_and_later_threads_in_the_idle_class() -> None:
-    if _policy(0) == os.SCHED_IDLE:
-        pytest.skip("already in the idle class")
-    assert in_child_with_a_thread(lambda: lower_priority(0, idle=True), _policy)
+    assert os.WEXITSTATUS(status) == 0
 
 
 def test_nothing_changes_for_zero_and_thread_ids_include_this_thread() -> None:
