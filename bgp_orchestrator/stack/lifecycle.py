@@ -115,6 +115,13 @@ def identity_env(settings: Settings) -> dict[str, str]:
     return {"BGPO_OIDC_ISSUER": issuer} if issuer else {}
 
 
+def apps_env(settings: Settings) -> dict[str, str]:
+    """The environment `bgpo up` gives the Serve applications beside the settings: the
+    local services' endpoints and the issuer. A config redeployed with anything else
+    is a new version of every application (all replicas restarted), not a reconfigure."""
+    return {**endpoints(settings).as_env(), **identity_env(settings)}
+
+
 def up(settings: Settings, step: Step = _quiet, demo: bool = False) -> StackInfo:
     started = time.monotonic()
     check_api_host(settings)
@@ -176,7 +183,7 @@ def up(settings: Settings, step: Step = _quiet, demo: bool = False) -> StackInfo
 
     step("deploying the Serve applications")
     client = ServeClient(info.dashboard_url)
-    local = serve_config.for_local(config, settings, {**ep.as_env(), **identity_env(settings)})
+    local = serve_config.for_local(config, settings, apps_env(settings))
     client.deploy(local)
     client.wait_running(serve_config.app_names(local))
     step("waiting for the API to be ready")

@@ -230,8 +230,8 @@ class Hammer(threading.Thread):
 def test_training_job_and_model_switches_fail_no_request(stack: Stack) -> None:
     """`ray job submit` trains on the cluster `up` started; the predictor switches to the
     new model (registry activation), then to a pinned one (reconfigure), failing nothing."""
-    from bgp_orchestrator.local.services import endpoints
     from bgp_orchestrator.stack import serve_config
+    from bgp_orchestrator.stack.lifecycle import apps_env
     from bgp_orchestrator.stack.serve_client import ServeClient
 
     with httpx.Client(base_url=stack.url, timeout=10) as client:
@@ -278,8 +278,9 @@ def test_training_job_and_model_switches_fail_no_request(stack: Stack) -> None:
 
         # Pin the starter model through the Serve config: reconfigure(), no restart.
         settings = stack.settings
+        # The environment `up` deployed with (the issuer too): only user_config changes.
         config = serve_config.for_local(
-            serve_config.validate(serve_config.load()), settings, endpoints(settings).as_env()
+            serve_config.validate(serve_config.load()), settings, apps_env(settings)
         )
         for app in config["applications"]:
             if app["name"] == "predictor":
