@@ -81,11 +81,6 @@ class _Session:
 ORIGINS = "distinct_origins"
 
 
-def session_id(update: Update) -> str:
-    """The session an update came over: ``collector|peer address``."""
-    return update.peer_key
-
-
 class WindowAggregator:
     """Incremental window counts; see the module docstring.
 
@@ -147,7 +142,7 @@ class WindowAggregator:
                             f"{opened}: close the open window first"
                         )
                     late += 1
-                key = update.peer_key  # session_id()
+                key = update.peer_key  # the session: collector|peer address
                 session = sessions.get(key)
                 if session is None:
                     session = sessions[key] = _Session(update.peer_asn)
